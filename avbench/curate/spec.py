@@ -36,6 +36,11 @@ class OutputFormat:
     sample_rate: int = 16000
     resize: Literal["center-crop", "letterbox"] = "center-crop"
     samples_per_shard: int = 0  # 0 = choose per frame size (~1 GB shards at 256 px)
+    # Clip encoding (libx264, one thread, so the bytes are reproducible): a GOP of one second keeps
+    # random access to any training window cheap.
+    crf: int = 18
+    preset: str = "veryfast"
+    gop: int = 10
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class SplitPolicy:
 @dataclass(frozen=True)
 class SceneDetection:
     detector: Literal["content", "adaptive"] = "content"
-    threshold: float = 27.0
+    threshold: float | None = None  # None = the detector's default (content 27, adaptive 3)
     min_scene_s: float = 0.5
     downscale: int = 0  # 0 = let PySceneDetect choose from the frame width
 
@@ -264,11 +269,25 @@ def _check_values(spec: DatasetSpec, label: str) -> None:
         raise SpecError(f"{label}: [output] key 'sizes' must list positive frame sizes")
 
 
+def _manifest_named(name: str) -> Path | None:
+    from avbench.paths import manifests_dir
+
+    for base in (Path.cwd() / "manifests", manifests_dir()):
+        if (base / f"{name}.toml").is_file():
+            return base / f"{name}.toml"
+    return None
+
+
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a spec; a name like `demo` resolves to `manifests/demo.toml`."""
     from avbench.paths import resolve_manifest
 
     p = resolve_manifest(path)
+    if p.is_dir() and p.suffix != ".toml":
+        # `avbench download demo --root demo` makes a directory named like the spec; look past it.
+        p = _manifest_named(str(path)) or p
+    if p.is_dir():
+        raise SpecError(f"{p}: is a directory; pass the path of a dataset spec (.toml) or a name in manifests/")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -1,0 +1,224 @@
+"""Expand a spec's `[[sources]]` into concrete entries: one row per source media file.
+
+An entry is what the lock file pins and what the download stage fetches. Kinds that need no network
+(youtube ids, urls, files, synthetic) expand here directly; Hugging Face listings go through the hub's
+public HTTP API (no huggingface_hub dependency); YouTube searches are resolved in `resolve.py`.
+
+Source ids are file-name safe (no dots or slashes): a YouTube id, `url-<12 hex>`, `file-<12 hex>`,
+`hf-<12 hex>` (of `repo/path`, so re-pinning a newer revision keeps the id) or `synth-<seed>-<i>`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from avbench.curate.spec import (
+    DatasetSpec,
+    FileSource,
+    HFSource,
+    Source,
+    SyntheticSource,
+    UrlSource,
+    YouTubeSource,
+)
+
+
+class SourceError(ValueError):
+    """A source cannot be expanded; the message names the source and the fix (one line)."""
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One pinned source. `kind` is the fetch method: youtube | url | hf | file | synthetic."""
+
+    source_id: str
+    kind: str
+    id: str  # YouTube id, URL, repo path, absolute file path, or the synthetic seed
+    url: str = ""  # what the downloader fetches; empty for file and synthetic
+    title: str = ""
+    channel: str = ""
+    duration_s: float | None = None
+    license: str = ""
+    upload_date: str = ""  # YYYYMMDD as yt-dlp reports it
+    query: str = ""  # the search that found it, if any
+    ranges: str = ""  # JSON [[start_s, end_s], ...] to keep, if the spec restricts the source
+
+    def to_row(self) -> dict:
+        return asdict(self)
+
+
+LOCK_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SourceEntry))
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def youtube_url(video_id: str) -> str:
+    return f"https://www.youtube.com/watch?v={video_id}"
+
+
+def _check_id(source_id: str, where: str) -> str:
+    if not _SAFE_ID.match(source_id):
+        raise SourceError(f"{where}: source id {source_id!r} may only use letters, digits, '-' and '_'")
+    return source_id
+
+
+def expand_youtube(src: YouTubeSource, where: str) -> list[SourceEntry]:
+    unknown = sorted(set(src.ranges) - set(src.ids))
+    if unknown:
+        raise SourceError(f"{where}: 'ranges' names {unknown[0]!r}, which is not in 'ids'")
+    out = []
+    for vid in src.ids:
+        rng = src.ranges.get(vid)
+        out.append(
+            SourceEntry(
+                source_id=_check_id(vid, where),
+                kind="youtube",
+                id=vid,
+                url=youtube_url(vid),
+                ranges=json.dumps([list(r) for r in rng]) if rng else "",
+            )
+        )
+    return out
+
+
+def expand_url(src: UrlSource, where: str) -> list[SourceEntry]:
+    out = []
+    for url in src.urls:
+        parsed = urllib.parse.urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SourceError(f"{where}: {url!r} is not an http(s) URL")
+        name = Path(urllib.parse.unquote(parsed.path)).name
+        out.append(SourceEntry(source_id=f"url-{short_hash(url)}", kind="url", id=url, url=url, title=name))
+    return out
+
+
+def expand_files(src: FileSource, base: Path, where: str) -> list[SourceEntry]:
+    out = []
+    for pattern in src.paths:
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
+        if glob.has_magic(full):
+            matches = sorted(glob.glob(full, recursive=True))
+            if not matches:
+                raise SourceError(f"{where}: no file matches {pattern!r} (relative to {base})")
+        else:
+            matches = [full]  # a missing file is recorded as a failed source, not a spec error
+        for m in matches:
+            p = str(Path(m).resolve())
+            out.append(SourceEntry(source_id=f"file-{short_hash(p)}", kind="file", id=p, title=Path(p).name))
+    return out
+
+
+def expand_synthetic(src: SyntheticSource) -> list[SourceEntry]:
+    from avbench.curate.synthetic import plan_synthetic
+
+    return [
+        SourceEntry(
+            source_id=p.source_id,
+            kind="synthetic",
+            id=str(p.seed),
+            duration_s=round(float(p.duration_s), 3),
+            title=f"synthetic seed {p.seed}",
+            license="generated",
+        )
+        for p in plan_synthetic(src)
+    ]
+
+
+# ---- Hugging Face ----------------------------------------------------------------------------------
+
+
+def hf_endpoint() -> str:
+    """The hub's base URL; `HF_ENDPOINT` (the variable huggingface_hub reads) points at a mirror."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _get_json(url: str, timeout_s: float, what: str) -> dict:
+    req = urllib.request.Request(url, headers={"User-Agent": "avbench", "Accept": "application/json"})
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as e:
+        raise SourceError(f"{what}: {url} answered HTTP {e.code}; check the repository name and revision") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise SourceError(
+            f"{what}: cannot reach {url} ({reason}); resolve on a machine with network access and reuse "
+            f"the lock file, or set HF_ENDPOINT to a reachable mirror"
+        ) from None
+    except json.JSONDecodeError:
+        raise SourceError(f"{what}: {url} did not return JSON; is HF_ENDPOINT a Hugging Face hub?") from None
+
+
+def list_hf_files(repo: str, pattern: str = "*", revision: str = "main", timeout_s: float = 30.0) -> tuple[str, list[str], dict]:
+    """(commit sha, sorted matching file paths, dataset info) of a Hugging Face dataset repository."""
+    what = f"hf dataset {repo}"
+    url = f"{hf_endpoint()}/api/datasets/{repo}/revision/{urllib.parse.quote(revision, safe='')}"
+    info = _get_json(url, timeout_s, what)
+    sha = info.get("sha") or revision
+    names = [s.get("rfilename", "") for s in info.get("siblings") or []]
+    matches = sorted(n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(Path(n).name, pattern))
+    return sha, matches, info
+
+
+def hf_resolve_url(repo: str, revision: str, path: str) -> str:
+    return f"{hf_endpoint()}/datasets/{repo}/resolve/{revision}/{urllib.parse.quote(path)}"
+
+
+def expand_hf(src: HFSource, where: str) -> list[SourceEntry]:
+    """List the repository once and pin every matching file to the commit sha."""
+    sha, files, info = list_hf_files(src.repo, src.pattern, src.revision)
+    if not files:
+        raise SourceError(f"{where}: hf dataset {src.repo}@{src.revision} has no file matching {src.pattern!r}")
+    card = info.get("cardData") or {}
+    lic = card.get("license", "")
+    lic = ",".join(lic) if isinstance(lic, list) else str(lic)
+    return [
+        SourceEntry(
+            source_id=f"hf-{short_hash(f'{src.repo}/{f}')}",
+            kind="hf",
+            id=f,
+            url=hf_resolve_url(src.repo, sha, f),
+            title=f,
+            channel=src.repo,
+            license=lic,
+        )
+        for f in files
+    ]
+
+
+def expand_offline(src: Source, base: Path, where: str) -> list[SourceEntry]:
+    """Entries of a source that needs no lookup; SourceError for kinds that do."""
+    if isinstance(src, YouTubeSource):
+        return expand_youtube(src, where)
+    if isinstance(src, UrlSource):
+        return expand_url(src, where)
+    if isinstance(src, FileSource):
+        return expand_files(src, base, where)
+    if isinstance(src, SyntheticSource):
+        return expand_synthetic(src)
+    raise SourceError(f"{where}: {src.kind} sources need `avbench resolve` (network) first")
+
+
+def needs_lookup(spec: DatasetSpec) -> bool:
+    """True when expanding the spec asks a remote service (searches, hub listings)."""
+    return any(s.kind in ("youtube-search", "hf") for s in spec.sources)
+
+
+def spec_base(spec: DatasetSpec) -> Path:
+    return spec.path.parent.resolve() if spec.path else Path.cwd()

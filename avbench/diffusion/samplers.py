@@ -1,0 +1,261 @@
+"""Samplers: short functions over a denoiser.
+
+Every sampler takes
+  - `model_fn(x, t) -> Prediction | tuple[Tensor, ...]`: x is a tuple of tensors (one per modality; a
+    single-modality model gets a 1-tuple), t a [B] long tensor of training timesteps; it returns ε for each
+    element (and, for learned-variance models, the variance values as `Prediction.var_values`);
+  - `x`: the tuple of starting noises at the noisiest timestep;
+  - `schedule`: the training schedule respaced to the timesteps to visit (`respace.respaced`). Step i goes
+    from schedule index i to i-1 and the last step (i = 0) returns clean data, so N steps cost exactly
+    N model calls for every sampler.
+The same update is applied to every element of the tuple. `noise(like)` draws fresh Gaussian noise for
+the stochastic samplers (pass per-sample generators through it to make samples batch-independent).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+
+from avbench.diffusion.gaussian import learned_log_variance, predict_eps, predict_x0
+from avbench.diffusion.schedules import Schedule
+
+Tensors = tuple[torch.Tensor, ...]
+
+
+class Prediction(NamedTuple):
+    eps: Tensors
+    var_values: tuple[torch.Tensor, ...] | None = None
+
+
+ModelFn = Callable[[Tensors, torch.Tensor], "Prediction | Sequence[torch.Tensor]"]
+NoiseFn = Callable[[Tensors], Tensors]
+Callback = Callable[[int, int], None]
+
+
+def gaussian_noise(like: Tensors) -> Tensors:
+    return tuple(torch.randn_like(v) for v in like)
+
+
+def _as_prediction(out: "Prediction | Sequence[torch.Tensor]") -> Prediction:
+    return out if isinstance(out, Prediction) else Prediction(tuple(out))
+
+
+def _denoise(model_fn: ModelFn, x: Tensors, schedule: Schedule, i: int, clip: bool) -> tuple[Tensors, Tensors, Prediction]:
+    """(x0 estimate, ε, raw prediction) at schedule index i. With `clip`, x0 is clamped to [-1, 1] and ε
+    re-derived from it, so the update stays consistent (guided-diffusion's clip_denoised)."""
+    t = torch.full((x[0].shape[0],), schedule.timesteps[i], dtype=torch.long, device=x[0].device)
+    pred = _as_prediction(model_fn(x, t))
+    if len(pred.eps) != len(x):
+        raise ValueError(f"model returned {len(pred.eps)} outputs for {len(x)} inputs")
+    ac = float(schedule.alphas_cumprod[i])
+    x0 = tuple(predict_x0(xi, e, ac) for xi, e in zip(x, pred.eps))
+    eps = pred.eps
+    if clip:
+        x0 = tuple(v.clamp(-1, 1) for v in x0)
+        eps = tuple(predict_eps(xi, v, ac) for xi, v in zip(x, x0))
+    return x0, eps, pred
+
+
+def _lam(schedule: Schedule, i: int) -> float:
+    """Half log-SNR λ = log(α/σ) at schedule index i."""
+    ac = float(schedule.alphas_cumprod[i])
+    return 0.5 * (math.log(ac) - math.log1p(-ac))
+
+
+def _alpha_sigma(schedule: Schedule, i: int) -> tuple[float, float]:
+    ac = float(schedule.alphas_cumprod[i])
+    return math.sqrt(ac), math.sqrt(1 - ac)
+
+
+@torch.no_grad()
+def sample_ddpm(
+    model_fn: ModelFn,
+    x: Sequence[torch.Tensor],
+    schedule: Schedule,
+    *,
+    variance: str = "fixed_large",
+    clip: bool = False,
+    noise: NoiseFn = gaussian_noise,
+    callback: Callback | None = None,
+) -> Tensors:
+    """Ancestral sampling: x_{i-1} ~ N(posterior mean(x̂0, x_i), σ_i²). `variance` is `fixed_large`,
+    `fixed_small` or `learned_range` (then the model must return `var_values`)."""
+    x = tuple(x)
+    n = schedule.num_steps
+    fixed_logvar = None if variance == "learned_range" else schedule.log_variance(variance)
+    for step, i in enumerate(range(n - 1, -1, -1)):
+        x0, _, pred = _denoise(model_fn, x, schedule, i, clip)
+        c1, c2 = float(schedule.posterior_mean_coef1[i]), float(schedule.posterior_mean_coef2[i])
+        mean = tuple(c1 * a + c2 * b for a, b in zip(x0, x))
+        if i == 0:
+            x = mean
+        else:
+            z = noise(x)
+            if fixed_logvar is not None:
+                std = math.exp(0.5 * float(fixed_logvar[i]))
+                x = tuple(m + std * zz for m, zz in zip(mean, z))
+            else:
+                if pred.var_values is None:
+                    raise ValueError("variance='learned_range' needs a model that returns var_values")
+                idx = torch.full((x[0].shape[0],), i, dtype=torch.long)
+                x = tuple(m + torch.exp(0.5 * learned_log_variance(v, idx, schedule)) * zz
+                          for m, v, zz in zip(mean, pred.var_values, z))
+        if callback:
+            callback(step + 1, n)
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(
+    model_fn: ModelFn,
+    x: Sequence[torch.Tensor],
+    schedule: Schedule,
+    *,
+    eta: float = 0.0,
+    clip: bool = False,
+    noise: NoiseFn = gaussian_noise,
+    callback: Callback | None = None,
+) -> Tensors:
+    """DDIM (Song et al. 2021, eq. 12). η = 0 is the deterministic probability-flow discretisation and
+    draws no random numbers; η = 1 has the variance of ancestral sampling."""
+    x = tuple(x)
+    n = schedule.num_steps
+    for step, i in enumerate(range(n - 1, -1, -1)):
+        x0, eps, _ = _denoise(model_fn, x, schedule, i, clip)
+        ac = float(schedule.alphas_cumprod[i])
+        ac_prev = float(schedule.alphas_cumprod_prev[i])
+        sigma = eta * math.sqrt((1 - ac_prev) / (1 - ac) * (1 - ac / ac_prev))
+        dir_coef = math.sqrt(max(1 - ac_prev - sigma**2, 0.0))
+        x = tuple(math.sqrt(ac_prev) * a + dir_coef * e for a, e in zip(x0, eps))
+        if sigma > 0:
+            x = tuple(v + sigma * z for v, z in zip(x, noise(x)))
+        if callback:
+            callback(step + 1, n)
+    return x
+
+
+def _phi(h: float) -> tuple[float, float, float]:
+    """φ1 = e^{-h} - 1, φ2 = φ1/h + 1, φ3 = φ2/h - 1/2: the exponential-integrator weights of the 0th, 1st
+    and 2nd λ-derivative of the data prediction over a step of size h (DPM-Solver++)."""
+    phi1 = math.expm1(-h)
+    phi2 = phi1 / h + 1
+    return phi1, phi2, phi2 / h - 0.5
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(
+    model_fn: ModelFn,
+    x: Sequence[torch.Tensor],
+    schedule: Schedule,
+    *,
+    clip: bool = False,
+    callback: Callback | None = None,
+) -> Tensors:
+    """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in the data prediction, one model call
+    per step; the first step is first order and the last step returns the final x̂0."""
+    x = tuple(x)
+    n = schedule.num_steps
+    prev_x0, prev_h = None, None
+    for step, i in enumerate(range(n - 1, -1, -1)):
+        x0, _, _ = _denoise(model_fn, x, schedule, i, clip)
+        if i == 0:
+            x = x0
+        else:
+            (_, sig_s), (a_t, sig_t) = _alpha_sigma(schedule, i), _alpha_sigma(schedule, i - 1)
+            h = _lam(schedule, i - 1) - _lam(schedule, i)
+            phi1 = math.expm1(-h)
+            if prev_x0 is None:
+                d = x0
+            else:
+                r = prev_h / h
+                d = tuple((1 + 0.5 / r) * a - (0.5 / r) * b for a, b in zip(x0, prev_x0))
+            x = tuple((sig_t / sig_s) * v - a_t * phi1 * dd for v, dd in zip(x, d))
+            prev_x0, prev_h = x0, h
+        if callback:
+            callback(step + 1, n)
+    return x
+
+
+def singlestep_orders(num_steps: int, order: int = 3) -> list[int]:
+    """How DPM-Solver++ singlestep spends `num_steps` model calls: the last call denoises from the last
+    timestep, the others are grouped into steps of `order` calls, a lower-order step taking the rest."""
+    m = num_steps - 1
+    return [order] * (m // order) + ([m % order] if m % order else [])
+
+
+@torch.no_grad()
+def sample_dpmpp_3s(
+    model_fn: ModelFn,
+    x: Sequence[torch.Tensor],
+    schedule: Schedule,
+    *,
+    clip: bool = False,
+    callback: Callback | None = None,
+) -> Tensors:
+    """DPM-Solver++ singlestep of order 3 (the seed's "DPM-Solver, order 3"). Each step from s to t calls
+    the model at s and at the two intermediate timesteps of the grid; the λ-ratios r1, r2 follow from the
+    grid, so the model only ever sees training timesteps. Uses the Taylor form, third order for any
+    r1 < r2 < 1."""
+    x = tuple(x)
+    n = schedule.num_steps
+    calls = 0
+
+    def denoise(v: Tensors, i: int) -> Tensors:
+        nonlocal calls
+        out = _denoise(model_fn, v, schedule, i, clip)[0]
+        calls += 1
+        if callback:
+            callback(calls, n)
+        return out
+
+    def partial(v: Tensors, s: int, j: int, m_s: Tensors, d1: Tensors | None = None) -> Tensors:
+        """Step from s to j with x̂0 ≈ m_s (+ d1 as the λ-slope times the step, if given)."""
+        (_, sig_s), (a_j, sig_j) = _alpha_sigma(schedule, s), _alpha_sigma(schedule, j)
+        phi1, phi2, _ = _phi(_lam(schedule, j) - _lam(schedule, s))
+        out = tuple((sig_j / sig_s) * a - a_j * phi1 * b for a, b in zip(v, m_s))
+        if d1 is not None:
+            out = tuple(o + a_j * phi2 * d for o, d in zip(out, d1))
+        return out
+
+    i = n - 1
+    for order in singlestep_orders(n, 3):
+        s, t = i, i - order
+        m_s = denoise(x, s)
+        h = _lam(schedule, t) - _lam(schedule, s)
+        if order == 1:
+            x = partial(x, s, t, m_s)
+        elif order == 2:
+            s1 = s - 1
+            r1 = (_lam(schedule, s1) - _lam(schedule, s)) / h
+            m_s1 = denoise(partial(x, s, s1, m_s), s1)
+            x = partial(x, s, t, m_s, tuple((b - a) / r1 for a, b in zip(m_s, m_s1)))
+        else:
+            s1, s2 = s - 1, s - 2
+            r1 = (_lam(schedule, s1) - _lam(schedule, s)) / h
+            r2 = (_lam(schedule, s2) - _lam(schedule, s)) / h
+            m_s1 = denoise(partial(x, s, s1, m_s), s1)
+            # Second-order prediction at s2, its slope estimated from s1 and rescaled to the s→s2 step.
+            m_s2 = denoise(partial(x, s, s2, m_s, tuple((r2 / r1) * (b - a) for a, b in zip(m_s, m_s1))), s2)
+            d1_0 = tuple((b - a) / r1 for a, b in zip(m_s, m_s1))
+            d1_1 = tuple((c - a) / r2 for a, c in zip(m_s, m_s2))
+            d1 = tuple((r2 * p - r1 * q) / (r2 - r1) for p, q in zip(d1_0, d1_1))
+            d2 = tuple(2 * (q - p) / (r2 - r1) for p, q in zip(d1_0, d1_1))
+            (_, sig_s), (a_t, sig_t) = _alpha_sigma(schedule, s), _alpha_sigma(schedule, t)
+            phi1, phi2, phi3 = _phi(h)
+            x = tuple((sig_t / sig_s) * v - a_t * phi1 * m + a_t * phi2 * p - a_t * phi3 * q
+                      for v, m, p, q in zip(x, m_s, d1, d2))
+        i = t
+    assert i == 0
+    return denoise(x, 0)
+
+
+SAMPLERS: dict[str, Callable[..., Tensors]] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "dpmpp-2m": sample_dpmpp_2m,
+    "dpmpp-3s": sample_dpmpp_3s,
+}
+STOCHASTIC = {"ddpm", "ddim"}  # those that take `noise` (DDIM only when η > 0)

@@ -1,0 +1,122 @@
+"""Batched feature extraction: clips → I3D logits (FVD/KVD) and VGGish embeddings (FAD)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from avbench.metrics import video_preprocess as vp
+from avbench.metrics.profiles import FVDProfile
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class I3DFeatures:
+    """I3D logits under one FVD profile; weights resolved and verified through the registry."""
+
+    def __init__(self, profile: FVDProfile, weights_path: str | Path | None = None, device: torch.device | None = None):
+        from avbench.metrics import i3d, weights
+
+        self.profile = profile
+        self.device = device or default_device()
+        path, self.sha256 = weights.resolve(profile.weights, weights_path)
+        self.weights_file = path.name
+        self.model = i3d.build_i3d(i3d.load_state_dict_file(path), profile.bn_eps).to(self.device)
+
+    def preprocess(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, T, H, W, 3] → float [N, 3, T, 224, 224] in [-1, 1] under the profile."""
+        p = self.profile
+        clips = clips.to(self.device)
+        if p.input_size is not None:
+            clips = vp.to_square_uint8(clips, p.input_size)
+        if p.resize == "tf1_bilinear_squash":
+            return vp.squash_tf1(clips, p.resolution)
+        if p.resize == "short_side_center_crop":
+            return vp.short_side_center_crop(clips, p.resolution)
+        raise ValueError(f"unknown resize {p.resize!r} in FVD profile {p.name!r}")
+
+    @torch.inference_mode()
+    def __call__(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = self.preprocess(torch.as_tensor(clips))
+        return self.model(x).double().cpu().numpy()
+
+
+class VGGishFeatures:
+    """VGGish embeddings; seeded random weights when no file is given (and the record says so)."""
+
+    def __init__(self, weights_path: str | Path | None = None, device: torch.device | None = None,
+                 allow_random: bool = False, seed: int = 0):
+        from avbench.metrics import vggish, weights
+
+        self.device = device or default_device()
+        self.random = False
+        try:
+            path, self.sha256 = weights.resolve("vggish", weights_path)
+            self.model = vggish.load_vggish(str(path))
+            self.weights_file = path.name
+        except weights.WeightsError as exc:
+            if weights_path is not None or not allow_random or "checksum" in str(exc):
+                raise
+            self.model = vggish.random_vggish(seed)
+            self.random, self.sha256, self.weights_file = True, f"random-seed-{seed}", None
+        self.model = self.model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def __call__(self, examples: np.ndarray) -> np.ndarray:
+        if len(examples) == 0:
+            return np.zeros((0, 128))
+        return self.model(torch.from_numpy(examples).to(self.device)).double().cpu().numpy()
+
+
+@dataclass
+class Extracted:
+    keys: list[str]
+    i3d: np.ndarray | None
+    vggish: np.ndarray | None
+    clips: list  # kept only when a later metric (AV-Align, CLAP) needs the raw media
+
+
+def extract_features(clips: Iterable, *, i3d: I3DFeatures | None, vgg: VGGishFeatures | None,
+                     batch_size: int = 16, progress=None, task=None, keep=None) -> Extracted:
+    """Run the extractors over a clip stream in batches. `keep(clip)` may return data to retain per clip."""
+    from avbench.metrics import vggish as vg
+
+    keys: list[str] = []
+    video_feats: list[np.ndarray] = []
+    audio_feats: list[np.ndarray] = []
+    kept: list = []
+    vbatch: list[np.ndarray] = []
+    abatch: list[np.ndarray] = []
+
+    def flush(final: bool = False) -> None:
+        if i3d is not None and vbatch and (final or len(vbatch) >= batch_size):
+            video_feats.append(i3d(np.stack(vbatch)))
+            vbatch.clear()
+        if vgg is not None and abatch and (final or sum(len(a) for a in abatch) >= 4 * batch_size):
+            audio_feats.append(vgg(np.concatenate(abatch)))
+            abatch.clear()
+
+    for clip in clips:
+        keys.append(clip.key)
+        if i3d is not None:
+            vbatch.append(clip.frames)
+        if vgg is not None:
+            abatch.append(vg.waveform_to_examples(clip.audio, clip.sample_rate))
+        if keep is not None:
+            kept.append(keep(clip))
+        flush()
+        if progress is not None and task is not None:
+            progress.advance(task)
+    flush(final=True)
+    return Extracted(
+        keys=keys,
+        i3d=np.concatenate(video_feats) if video_feats else (np.zeros((0, 400)) if i3d is not None else None),
+        vggish=np.concatenate(audio_feats) if audio_feats else (np.zeros((0, 128)) if vgg is not None else None),
+        clips=kept,
+    )

@@ -1,0 +1,32 @@
+"""Kernel distance (KVD / KID): unbiased MMD² with the cubic polynomial kernel, over the full sets.
+
+k(x, y) = (γ x·y + c)³ with γ = 1/d and c = 1 — scikit-learn's `polynomial_kernel` defaults, which is what
+DIGAN, TATS and MM-Diffusion call `polynomial_mmd`. No subsets and no ×1000 scaling (StyleGAN-V's KID
+differs on both counts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
+    gamma = 1.0 / x.shape[1]
+    return (gamma * (x @ y.T) + coef0) ** degree
+
+
+def polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> float:
+    """Unbiased MMD²: diagonals of K_xx and K_yy are excluded; K_xy is averaged over all m·n pairs."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"features must be [N, d] with equal d, got {x.shape} and {y.shape}")
+    m, n = len(x), len(y)
+    if m < 2 or n < 2:
+        raise ValueError(f"unbiased MMD needs at least 2 vectors per set, got {m} and {n}")
+    kxx = polynomial_kernel(x, x, degree, coef0)
+    kyy = polynomial_kernel(y, y, degree, coef0)
+    kxy = polynomial_kernel(x, y, degree, coef0)
+    term_x = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    term_y = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    return float(term_x + term_y - 2.0 * kxy.sum() / (m * n))

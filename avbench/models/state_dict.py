@@ -1,0 +1,122 @@
+"""Reading model weights safely: weights-only loading and key clean-up.
+
+Released MM-Diffusion files are plain state dicts (`model*.pt`, `ema_0.9999_*.pt`), sometimes
+saved from a DDP wrapper (`module.` prefix). Other trainers wrap them in a dict
+(`{"state_dict": …}`, `{"ema": …}`, `{"model": …}`). Files are only ever read with
+`torch.load(weights_only=True)`: a pickle that needs arbitrary code is refused, never run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "UnsafeCheckpointError",
+    "clean_state_dict",
+    "compare_to_listing",
+    "safe_load",
+    "seeded_state_dict",
+]
+
+# Wrapper keys, most specific first: an EMA copy is what sampling wants when a file holds both.
+_WRAPPER_KEYS = ("ema_state_dict", "ema", "ema_model", "state_dict", "model_state_dict", "model", "params")
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The file needs arbitrary unpickling (weights_only=True refused it)."""
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu"):
+    """torch.load(weights_only=True); a file that would need arbitrary unpickling is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file; check the path")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch wraps every weights-only failure in an UnpicklingError
+        msg = str(e)
+        found = re.search(r"GLOBAL (\S+)", msg)
+        if found or "Unsupported global" in msg or "Unsupported class" in msg:
+            what = f" ({found.group(1)})" if found else ""
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load, the file needs arbitrary unpickling{what}; only plain "
+                "tensor checkpoints are read (weights_only=True): re-save it as a dict of tensors, "
+                "e.g. torch.save(model.state_dict(), ...)"
+            ) from None
+        raise RuntimeError(f"{path}: not a readable torch checkpoint ({type(e).__name__}); "
+                           "the file is truncated or not a torch.save file") from None
+
+
+def _unwrap(sd: Mapping) -> Mapping:
+    if any(isinstance(v, torch.Tensor) for v in sd.values()):
+        return sd
+    for key in _WRAPPER_KEYS:
+        inner = sd.get(key)
+        if isinstance(inner, Mapping) and inner:
+            return _unwrap(inner)
+    return sd
+
+
+def clean_state_dict(sd: Mapping) -> dict[str, torch.Tensor]:
+    """Plain `{name: tensor}` from a raw, DDP-prefixed or EMA-wrapped state dict.
+
+    Strips any number of leading `module.` (DDP/DataParallel) and `_orig_mod.` (torch.compile)
+    prefixes, unwraps `{"ema": …}` / `{"state_dict": …}`-style containers (EMA first) and drops
+    non-tensor entries (step counters, configs).
+    """
+    sd = _unwrap(sd)
+    out: dict[str, torch.Tensor] = {}
+    for name, value in sd.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        while True:
+            for prefix in ("module.", "_orig_mod."):
+                if name.startswith(prefix):
+                    name = name[len(prefix):]
+                    break
+            else:
+                break
+        if name in out:
+            raise ValueError(f"state dict has key {name!r} twice after prefix stripping")
+        out[name] = value
+    return out
+
+
+def compare_to_listing(sd: Mapping[str, torch.Tensor], listing: list) -> list[str]:
+    """Differences between a state dict and a `[[key, shape], …]` listing (empty list: identical)."""
+    problems = []
+    want = {k: list(s) for k, s in listing}
+    for k, s in want.items():
+        if k not in sd:
+            problems.append(f"missing {k} {s}")
+        elif list(sd[k].shape) != s:
+            problems.append(f"shape {k}: have {list(sd[k].shape)}, want {s}")
+    problems += [f"unexpected {k} {list(sd[k].shape)}" for k in sd if k not in want]
+    return problems
+
+
+def seeded_state_dict(state_dict: Mapping[str, torch.Tensor], seed: int) -> tuple[dict, torch.Generator]:
+    """The parity fixtures' seeded-weight recipe (shared/fixtures/mmdiffusion/README.md).
+
+    Keys in plain string order, one float64 normal draw each from one generator: matrices and
+    kernels scaled by 1/sqrt(fan_in), 1-d weights 1 + 0.1·x, 1-d biases 0.1·x. Returns the new
+    float32 state dict and the generator, from which the fixture inputs are drawn next.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in sorted(state_dict):
+        shape = tuple(state_dict[name].shape)
+        x = torch.randn(shape, generator=g, dtype=torch.float64)
+        if len(shape) >= 2:
+            x = x / math.sqrt(math.prod(shape[1:]))
+        elif name.endswith("weight"):
+            x = 1 + 0.1 * x
+        else:
+            x = 0.1 * x
+        out[name] = x.float()
+    return out, g

@@ -1,0 +1,165 @@
+"""What is trained: the network for a config, and its loss on one batch.
+
+- baseline: the coupled MM-UNet on (video, audio) windows; uniform t, loss = MSE(ε video) + MSE(ε audio).
+- superres: the 64→256 U-Net per frame; a few frames of each high-resolution window, the low-resolution
+  input made by area-downscaling them (as guided-diffusion's super-resolution training does); hybrid
+  loss (MSE + variational bound for the learned variance).
+
+The diffusion math (q_sample, the losses) is `avbench.diffusion`'s; this module only arranges tensors.
+Per-sample losses are also bucketed by timestep quartile, as the seed logged them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from avbench.diffusion.gaussian import training_loss
+from avbench.diffusion.schedules import DiffusionConfig
+from avbench.train.config import TrainConfig
+from avbench.train.throughput import count_training_flops
+
+QUARTILES = 4
+
+
+def diffusion_config(cfg: TrainConfig) -> DiffusionConfig:
+    return DiffusionConfig(
+        steps=cfg.diffusion.steps, schedule=cfg.diffusion.schedule,
+        variance="learned_range" if cfg.kind == "superres" else "fixed_large",
+    )
+
+
+def build_model_config(cfg: TrainConfig):
+    """The preset named in [model], shaped by [data] (frames, sizes), then [model.overrides]."""
+    if cfg.kind == "baseline":
+        from avbench.models.mmunet import MMUNetConfig as Config
+
+        shape = {"video_size": (cfg.data.frames, 3, cfg.data.size, cfg.data.size),
+                 "audio_size": (1, cfg.data.frames * 1600)}
+    elif cfg.kind == "superres":
+        from avbench.models.superres import SuperResConfig as Config
+
+        shape = {"large_size": cfg.data.size, "small_size": cfg.data.low_res}
+    else:
+        raise ValueError(f"unknown training kind {cfg.kind!r}; use 'baseline' or 'superres'")
+    preset = getattr(Config, cfg.model.preset, None)
+    if preset is None or not callable(preset) or cfg.model.preset.startswith("_"):
+        raise ValueError(f"[model] preset {cfg.model.preset!r} is not a {Config.__name__} preset "
+                         "(try seed, fixture_small or tiny)")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.overrides.items()}
+    known = set(Config.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"[model.overrides] unknown {Config.__name__} field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    model_cfg = replace(preset(), **{**shape, **overrides})
+    if cfg.train.activation_checkpointing:
+        model_cfg = replace(model_cfg, use_checkpoint=True) if "use_checkpoint" in known else model_cfg
+    return model_cfg
+
+
+def build_model(cfg: TrainConfig):
+    model_cfg = build_model_config(cfg)
+    if cfg.kind == "baseline":
+        from avbench.models.mmunet import MMUNet
+
+        model = MMUNet(model_cfg)
+    else:
+        from avbench.models.superres import SuperResUNet
+
+        model = SuperResUNet(model_cfg)
+        if cfg.train.activation_checkpointing:
+            model.set_gradient_checkpointing(True)
+    return model, model_cfg
+
+
+def quartile_terms(per_sample: torch.Tensor, t: torch.Tensor, steps: int, prefix: str) -> dict[str, torch.Tensor]:
+    """Mean loss of the samples whose t falls in each quarter of [0, steps) (0 where a quarter is empty
+    in this batch; the logged value is averaged over the log window)."""
+    q = (t * QUARTILES // steps).clamp(max=QUARTILES - 1)
+    out = {}
+    for i in range(QUARTILES):
+        mask = (q == i).to(per_sample.dtype)
+        out[f"{prefix}_q{i}"] = (per_sample * mask).sum() / mask.sum().clamp(min=1)
+    return out
+
+
+class Objective:
+    def __init__(self, cfg: TrainConfig, model_cfg: Any, device: torch.device):
+        self.cfg = cfg
+        self.model_cfg = model_cfg
+        self.device = device
+        self.diffusion = diffusion_config(cfg)
+        self.schedule = self.diffusion.schedule_obj()
+
+    def samples_per_batch(self, cfg: TrainConfig) -> int:
+        return cfg.data.batch_size
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def sample_t(self, n: int) -> torch.Tensor:
+        # Drawn on the CPU generator (reseeded every step) so that GPU and CPU runs see the same t.
+        return torch.randint(0, self.diffusion.steps, (n,)).to(self.device)
+
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def count_flops(self, model, batch, amp_dtype) -> int:
+        """Forward + backward FLOPs per training sample (one extra step at start-up, gradients discarded)."""
+        def step():
+            with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss, _ = self.loss(model, batch)
+            loss.backward()
+
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            flops = count_training_flops(step)
+        model.zero_grad(set_to_none=True)
+        return flops // max(self.samples_per_batch(self.cfg), 1)
+
+
+class JointObjective(Objective):
+    """MM-UNet: one shared t per (video, audio) pair."""
+
+    def loss(self, model, batch):
+        video, audio = batch["video"], batch["audio"]
+        t = self.sample_t(video.shape[0])
+        terms = training_loss(lambda xt, tt: model(xt[0], xt[1], tt), (video, audio), t, self.schedule,
+                              names=("video", "audio"))
+        loss = terms["loss"].mean()
+        out = {"loss": loss, "loss_video": terms["mse_video"].mean(), "loss_audio": terms["mse_audio"].mean()}
+        out.update(quartile_terms(terms["loss"].detach(), t, self.diffusion.steps, "loss"))
+        return loss, out
+
+
+class SuperResObjective(Objective):
+    """SR U-Net: `sr_frames_per_clip` random frames of each window become independent images."""
+
+    def samples_per_batch(self, cfg: TrainConfig) -> int:
+        return cfg.data.batch_size * cfg.data.sr_frames_per_clip
+
+    def frames(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        video = batch["video"]  # [B, F, 3, H, W]
+        b, f = video.shape[:2]
+        k = min(self.cfg.data.sr_frames_per_clip, f)
+        idx = torch.stack([torch.randperm(f)[:k] for _ in range(b)]).to(video.device)
+        high = torch.gather(video, 1, idx[:, :, None, None, None].expand(-1, -1, *video.shape[2:]))
+        high = high.flatten(0, 1)
+        low = F.interpolate(high, size=(self.cfg.data.low_res,) * 2, mode="area")
+        return high, low
+
+    def loss(self, model, batch):
+        high, low = self.frames(batch)
+        t = self.sample_t(high.shape[0])
+        terms = training_loss(lambda xt, tt: (model(xt[0], tt, low_res=low),), (high,), t, self.schedule,
+                              learned_sigma=True, names=("video",))
+        loss = terms["loss"].mean()
+        out = {"loss": loss, "loss_mse": terms["mse_video"].mean(), "loss_vb": terms["vb_video"].mean()}
+        out.update(quartile_terms(terms["loss"].detach(), t, self.diffusion.steps, "loss"))
+        return loss, out
+
+
+def make_objective(cfg: TrainConfig, model_cfg: Any, device: torch.device) -> Objective:
+    return (JointObjective if cfg.kind == "baseline" else SuperResObjective)(cfg, model_cfg, device)
