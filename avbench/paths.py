@@ -21,15 +21,22 @@ def manifests_dir() -> Path:
 
 
 def resolve_manifest(name_or_path: str | os.PathLike[str]) -> Path:
-    """`demo` → `manifests/demo.toml` (cwd first, then the repository's); a path is returned as is."""
+    """`demo` → `manifests/demo.toml` (cwd first, then the repository's); a file path is returned as is.
+
+    A bare name is looked up in `manifests/` even when a directory of that name exists (`avbench download
+    demo --root demo` creates one).
+    """
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.is_file() or p.suffix == ".toml":
         return p
-    for base in (Path.cwd() / "manifests", manifests_dir()):
-        cand = base / f"{name_or_path}.toml"
-        if cand.exists():
-            return cand
+    if len(p.parts) == 1:
+        for base in (Path.cwd() / "manifests", manifests_dir()):
+            cand = base / f"{p.name}.toml"
+            if cand.is_file():
+                return cand
+    if p.is_dir():
+        raise FileNotFoundError(f"{p}: is a directory; pass the path of a dataset spec (.toml) or a name in manifests/")
     raise FileNotFoundError(
-        f"no dataset spec named {name_or_path!r}: looked for manifests/{name_or_path}.toml in "
+        f"no dataset spec named {str(name_or_path)!r}: looked for manifests/{p.name}.toml in "
         f"{Path.cwd()} and {manifests_dir()}; pass a path to a .toml spec instead"
     )

@@ -62,7 +62,9 @@ def make_root(root: Path, sources: dict[str, list[int]], sizes=(32,), filtered: 
             "error_class": "permanent", "error": "HTTP Error 404", "attempts": 1, "sha256": None, "path": None,
             "duration_s": None, "license": None, "title": None})
     for sid, clip_frames in sources.items():
-        src_bytes = sid.encode()  # stands in for the source file; only its hash is recorded here
+        src_bytes = sid.encode()  # stands in for the source file: shard reads only its record
+        (root / "sources").mkdir(parents=True, exist_ok=True)
+        (root / "sources" / f"{sha256_bytes(src_bytes)}.mp4").write_bytes(src_bytes)
         atomic_write_json(root / "records" / f"{sid}.json", {
             "source_id": sid, "kind": "synthetic", "url": f"synthetic://{sid}", "status": "ok", "error_class": None,
             "error": None, "attempts": 1, "sha256": sha256_bytes(src_bytes), "path": f"sources/{sha256_bytes(src_bytes)}.mp4",
@@ -76,7 +78,7 @@ def make_root(root: Path, sources: dict[str, list[int]], sizes=(32,), filtered: 
                 (clip_dir / f"{key}.{size}.mp4").write_bytes(encode_clip_mp4(n, size))
             (clip_dir / f"{key}.flac").write_bytes(encode_clip_flac(n))
             clips.append({"key": key, "start_s": t, "end_s": t + n / FPS, "frames": n, "samples": n * SPF,
-                          "filtered": [filtered[key]] if key in filtered else []})
+                          "keep": key not in filtered, "reasons": [filtered[key]] if key in filtered else []})
             t += n / FPS
         atomic_write_json(clip_dir / "clips.json", {"source_id": sid, "clips": clips})
     return root

@@ -1,17 +1,15 @@
-"""Samplers against problems with a known answer.
+"""Samplers against problems with a known answer (`avbench.diffusion.toy`: Gaussian data, exact denoiser).
 
-Data ~ N(mu, s²) per element has the exact denoiser E[x0 | x_t] in closed form, and its probability-flow
-ODE maps the standardised input to the standardised output, so deterministic samplers have an exact
-target and DDPM has exact marginal statistics.
+The DDPM marginal tests also check the toy itself: its samples must have the data's mean and std.
 """
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
+from avbench.diffusion import toy
 from avbench.diffusion.respace import respaced
 from avbench.diffusion.samplers import SAMPLERS, Prediction, sample_ddim, sample_ddpm, singlestep_orders
 from avbench.diffusion.schedules import DiffusionConfig, Schedule
@@ -21,28 +19,11 @@ TRAIN = DiffusionConfig(steps=1000).schedule_obj()
 
 
 def gaussian_denoiser(schedule: Schedule, mu: float = MU, s: float = S, calls: list | None = None):
-    """Exact ε-prediction for data ~ N(mu, s²) under `schedule` (called with its training timesteps)."""
-
-    def model_fn(x, t):
-        if calls is not None:
-            calls.append(int(t[0]))
-        assert bool((t == t[0]).all())
-        ac = float(schedule.alphas_cumprod[int(t[0])])
-        out = []
-        for xt in x:
-            x0 = mu + math.sqrt(ac) * s**2 / (ac * s**2 + 1 - ac) * (xt - math.sqrt(ac) * mu)
-            out.append((xt - math.sqrt(ac) * x0) / math.sqrt(1 - ac))
-        return tuple(out)
-
-    return model_fn
+    return toy.gaussian_denoiser(schedule, mu, s, calls)
 
 
 def exact_result(x: torch.Tensor, sched: Schedule) -> torch.Tensor:
-    """Exact ODE flow from the first visited timestep to the last one, then the exact denoiser there."""
-    a_start, a_end = float(sched.alphas_cumprod[-1]), float(sched.alphas_cumprod[0])
-    z = (x - math.sqrt(a_start) * MU) / math.sqrt(a_start * S**2 + 1 - a_start)
-    x_end = math.sqrt(a_end) * MU + z * math.sqrt(a_end * S**2 + 1 - a_end)
-    return MU + math.sqrt(a_end) * S**2 / (a_end * S**2 + 1 - a_end) * (x_end - math.sqrt(a_end) * MU)
+    return toy.exact_sample(x, sched, MU, S)
 
 
 X = torch.linspace(-3, 3, 13, dtype=torch.float64)[:, None]
@@ -94,6 +75,7 @@ def test_every_sampler_makes_exactly_steps_model_calls_at_training_timesteps():
 
 def test_singlestep_orders_spend_the_budget():
     assert singlestep_orders(20) == [3] * 6 + [1]
+    assert singlestep_orders(2) == [1] and singlestep_orders(4) == [3]
     assert singlestep_orders(21) == [3] * 6 + [2]
     for n in range(1, 40):
         assert sum(singlestep_orders(n)) + 1 == n

@@ -52,9 +52,10 @@ def test_small_config_matches_listing():
     assert sum(v.numel() for v in sd.values()) == meta["mmdiffusion_small"]["num_params"]
 
 
-def test_fixture_parity_fp32_sdpa():
+@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+def test_fixture_parity_fp32(backend):
     torch.manual_seed(0)
-    model = MMUNet(MMUNetConfig.fixture_small()).eval()
+    model = MMUNet(MMUNetConfig.fixture_small(attention_backend=backend)).eval()
     weights, g = seeded_state_dict(model.state_dict(), 1234)
     model.load_state_dict(weights)
     ref = np.load(FIXTURES / "mmdiffusion_small_parity.npz")

@@ -80,7 +80,7 @@ def test_no_sources_and_bad_toml(tmp_path):
 
 
 def test_unknown_spec_name_says_where_it_looked():
-    with pytest.raises(FileNotFoundError, match=r"no dataset spec named 'no-such-dataset'.*manifests/no-such-dataset.toml"):
+    with pytest.raises(SpecError, match=r"no dataset spec named 'no-such-dataset'.*manifests/no-such-dataset.toml"):
         load_spec("no-such-dataset")
 
 

@@ -32,6 +32,7 @@ def synthetic_epochs(cfg: TrainConfig):
     f, b = cfg.data.frames, cfg.data.batch_size
 
     def make_epoch(epoch, seed, rank, world):
+        torch.rand(1)  # like a DataLoader drawing its base seed: must not shift the training RNG
         g = torch.Generator().manual_seed(seed * 1_000_003 + rank * 1009 + epoch)
         for _ in range(cfg.data.epoch_batches):
             # a learnable signal: a per-sample constant image whose level the audio repeats

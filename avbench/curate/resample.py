@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from avbench.curate.avframes import yuv420_frame
 from avbench.curate.filters import evaluate_filters
 from avbench.curate.partition import Partition
 from avbench.curate.spec import DatasetSpec, Filters, OutputFormat
@@ -167,7 +168,8 @@ class _AudioTrack:
         return self.resampler is not None and self.end_index >= self.index_of(t_end)
 
     def take(self, start: float, n: int) -> tuple[np.ndarray, int]:
-        """n samples from time `start`; zeros where there is no audio. Returns (samples, zero-filled count)."""
+        """n samples from time `start`; zeros where the stream has no audio (before its first sample or
+        after its last). Returns (samples, how many of them lie outside the stream)."""
         out = np.zeros(n, np.float32)
         if self.resampler is None:
             return out, n
@@ -175,7 +177,10 @@ class _AudioTrack:
         a, b = max(j0, self.buf_start), min(j0 + n, self.end_index)
         if b > a:
             out[a - j0 : b - j0] = self.buf[a - self.buf_start : b - self.buf_start]
-        return out, n - max(0, b - a)
+        real_a = self.index_of(self.started_at)
+        real_b = round(Fraction(self.next_in * self.out_rate, self.in_rate))
+        inside = max(0, min(j0 + n, real_b) - max(j0, real_a))
+        return out, n - inside
 
     def drop_before(self, t: float) -> None:
         if self.resampler is None:
@@ -197,11 +202,12 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, out: OutputFormat) ->
     with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format="mp4") as container:
             s = container.add_stream("libx264", rate=fps, options={
-                "crf": str(out.crf), "preset": out.preset, "g": str(out.gop), "threads": "1"})
+                "crf": str(out.crf), "preset": out.preset, "g": str(out.gop), "threads": "1",
+                "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"})
             s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
             s.codec_context.thread_count = 1
             for k, img in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame = yuv420_frame(img)
                 frame.pts = k
                 container.mux(s.encode(frame))
             container.mux(s.encode(None))

@@ -76,25 +76,30 @@ def _ready_sources(root: Path) -> list[dict]:
     return ready_sources(root)
 
 
-def read_clip_table(clip_dir: Path) -> list[dict]:
-    """The per-clip metadata of one source (`clips.json`, written last by resample)."""
+def read_clip_table(clip_dir: Path) -> tuple[dict, list[dict]]:
+    """(source-level metadata, clips sorted by key) from `clips.json`, which resample writes last."""
     data = json.loads((clip_dir / "clips.json").read_text(encoding="utf-8"))
-    clips = data.get("clips", []) if isinstance(data, dict) else data
-    return sorted(clips, key=lambda c: c["key"])
+    if isinstance(data, list):
+        data = {"clips": data}
+    head = {k: v for k, v in data.items() if k != "clips"}
+    return head, sorted(data.get("clips", []), key=lambda c: c["key"])
 
 
 def filter_reasons(clip: dict) -> list[str]:
-    """Why a clip was filtered out (empty = kept). Accepts the shapes resample may write."""
-    for name in ("filtered", "filter_reasons", "reasons"):
-        v = clip.get(name)
-        if isinstance(v, (list, tuple)):
-            return sorted(str(x) for x in v)
-        if isinstance(v, str) and v:
-            return [v]
-    reason = clip.get("reason") or clip.get("filter_reason")
-    if clip.get("kept") is False or clip.get("keep") is False or clip.get("status") == "filtered":
-        return [str(reason or "filtered")]
-    return [str(reason)] if reason and clip.get("kept") is not True else []
+    """Why resample's filters rejected a clip (`keep: false` + `reasons`); empty when it is kept."""
+    if clip.get("keep", True):
+        return []
+    return sorted(str(r) for r in clip.get("reasons") or ["filtered"])
+
+
+def _scene_detector(root: Path, source_id: str) -> dict | None:
+    """Detector name, parameters and version recorded by scene-cut (in the parquet's metadata)."""
+    try:
+        from avbench.curate.scenes import read_scenes_meta
+
+        return read_scenes_meta(root, source_id)
+    except (ImportError, OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _count_media(mp4: Path, flac: Path) -> tuple[int, int, int]:
@@ -205,7 +210,9 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
             continue
         st["sources"] += 1
         st["hours_in"] += float(rec.get("duration_s") or 0.0) / 3600.0
-        for clip in read_clip_table(clip_dir):
+        processing, clips = read_clip_table(clip_dir)
+        detector = _scene_detector(root, sid)
+        for clip in clips:
             key = clip["key"]
             reasons = filter_reasons(clip)
             if reasons:
@@ -213,10 +220,10 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                 for r in reasons:
                     st["filtered_by_reason"][r] = st["filtered_by_reason"].get(r, 0) + 1
                 continue
-            flac = clip_dir / f"{key}.flac"
+            flac = clip_dir / str(clip.get("audio") or f"{key}.flac")
             checked = None
             for size in sizes:
-                mp4 = clip_dir / f"{key}.{size}.mp4"
+                mp4 = clip_dir / str((clip.get("video") or {}).get(str(size)) or f"{key}.{size}.mp4")
                 if not (mp4.exists() and flac.exists()):
                     summary.clip_errors.append(f"{clip_dir}: clip {key} has no {mp4.name} or {flac.name}; rerun resample")
                     break
@@ -233,6 +240,8 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                     "spec": {"name": spec.name, "hash": spec.spec_hash},
                     "source": _source_provenance(rec),
                     "clip": clip,
+                    "processing": processing,
+                    "scenes": detector,
                     "video": {"fps": spec.output.fps, "size": size, "frames": frames, "resize": spec.output.resize},
                     "audio": {"sample_rate": rate, "channels": 1, "samples": nsamp},
                     "versions": versions,

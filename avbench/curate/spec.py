@@ -269,25 +269,14 @@ def _check_values(spec: DatasetSpec, label: str) -> None:
         raise SpecError(f"{label}: [output] key 'sizes' must list positive frame sizes")
 
 
-def _manifest_named(name: str) -> Path | None:
-    from avbench.paths import manifests_dir
-
-    for base in (Path.cwd() / "manifests", manifests_dir()):
-        if (base / f"{name}.toml").is_file():
-            return base / f"{name}.toml"
-    return None
-
-
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a spec; a name like `demo` resolves to `manifests/demo.toml`."""
     from avbench.paths import resolve_manifest
 
-    p = resolve_manifest(path)
-    if p.is_dir() and p.suffix != ".toml":
-        # `avbench download demo --root demo` makes a directory named like the spec; look past it.
-        p = _manifest_named(str(path)) or p
-    if p.is_dir():
-        raise SpecError(f"{p}: is a directory; pass the path of a dataset spec (.toml) or a name in manifests/")
+    try:
+        p = resolve_manifest(path)
+    except FileNotFoundError as e:
+        raise SpecError(str(e)) from None
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

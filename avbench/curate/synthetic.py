@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from avbench.curate.avframes import yuv420_frame
 from avbench.curate.spec import SyntheticSource
 
 # Six classes: colour (RGB) ↔ pitch (Hz). Hues far apart so a 64 px frame still tells them apart.
@@ -124,7 +125,8 @@ def _layout(rng: np.random.Generator, ticks: np.ndarray, duration_s: float) -> l
     scenes[-1]["f1"] = len(ticks)
     # A last scene under 1 s would be shorter than the detector's minimum scene length: merge it.
     if len(scenes) > 1 and (ticks[-1] - ticks[scenes[-1]["f0"]]) / VIDEO_TICKS < 1.0:
-        scenes[-2]["f1"] = scenes.pop()["f1"]
+        last = scenes.pop()
+        scenes[-1]["f1"] = last["f1"]
     return scenes
 
 
@@ -368,7 +370,7 @@ def render_synthetic(
                     for ev in flash_at.get(j, ()):
                         img[ev["y"] : ev["y"] + size, ev["x"] : ev["x"] + size] = ev["color"]
                     held = img
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame = yuv420_frame(img)
                 frame.pts = int(tick)
                 frame.time_base = Fraction(1, VIDEO_TICKS)
                 container.mux(vstream.encode(frame))

@@ -1,27 +1,31 @@
 """Decode one training window from a shard sample's bytes: only the frames and samples it needs.
 
 Video: PyAV on an in-memory mp4, seek to the keyframe at or before the window, decode forward and drop
-frames before it; frame k of a clip is the one whose timestamp rounds to k/fps. One decoder thread:
-a DataLoader worker is already one process per core, and thread start-up costs more than a 64 px frame.
+frames before it; frame k of a clip is the one whose timestamp rounds to k/fps. One decoder and one scaler thread:
+a DataLoader worker is already one process per core, thread start-up costs more than a 64 px
+frame, and swscale's automatic thread pool deadlocks in a fork()ed worker once the parent has used it.
 Audio: libsndfile (soundfile) seeks inside the FLAC and reads exactly `frames · rate / fps` samples.
 """
 
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 
-_REFORMATTER = None  # one per process; building an SwsContext per frame is the slow path in PyAV 18
+# One reformatter per process: building an SwsContext per frame is the slow path in PyAV 18. Keyed by
+# pid because a context inherited through fork() is not safe to use in the child.
+_REFORMATTER: tuple[int, object] | None = None
 
 
 def _reformatter():
     global _REFORMATTER
-    if _REFORMATTER is None:
+    if _REFORMATTER is None or _REFORMATTER[0] != os.getpid():
         from av.video.reformatter import VideoReformatter
 
-        _REFORMATTER = VideoReformatter()
-    return _REFORMATTER
+        _REFORMATTER = (os.getpid(), VideoReformatter())
+    return _REFORMATTER[1]
 
 
 class DecodeError(ValueError):
@@ -46,7 +50,7 @@ def decode_video_window(mp4: bytes, start: int, frames: int, fps: int = 10) -> n
             index = round(float((frame.pts - t0) * tb) * fps)
             if index < start:
                 continue
-            out.append(ref.reformat(frame, format="rgb24").to_ndarray())
+            out.append(ref.reformat(frame, format="rgb24", threads=1).to_ndarray())
             if len(out) == frames:
                 break
     if len(out) < frames:

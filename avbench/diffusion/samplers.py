@@ -181,7 +181,8 @@ def sample_dpmpp_2m(
 
 def singlestep_orders(num_steps: int, order: int = 3) -> list[int]:
     """How DPM-Solver++ singlestep spends `num_steps` model calls: the last call denoises from the last
-    timestep, the others are grouped into steps of `order` calls, a lower-order step taking the rest."""
+    timestep, the others are grouped into steps of `order` calls, a lower-order step taking the rest
+    (at the end, as DPM-Solver does)."""
     m = num_steps - 1
     return [order] * (m // order) + ([m % order] if m % order else [])
 

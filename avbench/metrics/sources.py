@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +217,7 @@ def iter_clips(src: Source, frames: int = 16, *, want_video: bool = True, want_a
         rate = ds.samples_per_frame * ds.fps
         # Eval mode gives worker w the positions w::W and the DataLoader takes one item from each worker in
         # turn, so the order (and hence which clips `limit` keeps) does not depend on the worker count.
-        workers = min(workers, ds.num_samples)
+        workers = min(workers, ds.num_samples, os.cpu_count() or 1)
         stream = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers) if workers > 1 else ds
         for item in stream:
             if limit is not None and n >= limit:

@@ -68,14 +68,16 @@ def window_index(frames: int, window: int, shift: int, device=None) -> torch.Ten
 def windowed_cross_attention(
     vq: torch.Tensor, vk: torch.Tensor, vv: torch.Tensor,
     aq: torch.Tensor, ak: torch.Tensor, av: torch.Tensor,
-    *, window: int, shift: int, backend: str = "sdpa",
+    *, window: int, shift: int = 0, index: torch.Tensor | None = None, backend: str = "sdpa",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random-shift windowed audio-video attention for all frames at once.
 
     Video tensors are [B, F, P, heads, d] (P = pixels per frame), audio tensors [B, F, A, heads, d]
     (A = audio tokens per frame). Video tokens of frame i attend to the audio tokens of frames
     i+shift … i+shift+window-1 (cyclic); audio tokens of frame i attend to the video tokens of the
-    same frames. Returns video [B, F, P, heads, d] and audio [B, F, A, heads, d].
+    same frames. `index` ([F, window], from `window_index`) may replace `shift`: passing a tensor
+    lets a compiled caller change the shift without recompiling. Returns video [B, F, P, heads, d]
+    and audio [B, F, A, heads, d].
     """
     b, f, p, h, d = vq.shape
     a = aq.shape[2]
@@ -94,7 +96,7 @@ def windowed_cross_attention(
         ao = ao.reshape(b, h, f, a, d).permute(0, 2, 3, 1, 4)
         return vo, ao
 
-    idx = window_index(f, window, shift, device=vq.device)
+    idx = window_index(f, window, shift, device=vq.device) if index is None else index
 
     def gather(x: torch.Tensor) -> torch.Tensor:  # [B, F, T, H, d] -> [B*F, H, window*T, d]
         g = x[:, idx]  # [B, F, window, T, H, d]

@@ -293,7 +293,7 @@ class CrossAttentionBlock(nn.Module):
         device = generator.device if generator is not None else torch.device("cpu")
         return int(torch.randint(0, high + 1, (1,), generator=generator, device=device).item())
 
-    def _forward(self, video, audio, shift: int):
+    def _forward(self, video, audio, index: torch.Tensor):
         b, c, f, h, w = video.shape
         length = audio.shape[-1]
         if length % f:
@@ -309,24 +309,29 @@ class CrossAttentionBlock(nn.Module):
         vq, vk, vv = vqkv.unbind(3)
         aq, ak, av = aqkv.unbind(3)
         if self.backend == "reference":
-            vo, ao = _reference_cross(vq, vk, vv, aq, ak, av, self.local_window, shift)
+            vo, ao = _reference_cross(vq, vk, vv, aq, ak, av, index)
         else:
             vo, ao = windowed_cross_attention(vq, vk, vv, aq, ak, av, window=self.local_window,
-                                              shift=shift, backend=self.backend)
+                                              index=index, backend=self.backend)
         vo = _pointwise(vo.reshape(b, f, h * w, c), self.video_proj_out.video_conv)
         ao = _pointwise(ao.reshape(b, length, c), self.audio_proj_out.audio_conv)
         return video + _video_from_tokens(vo, h, w), audio + ao.transpose(1, 2)
 
     def forward(self, video, audio, emb=None, generator=None):
-        shift = self.draw_shift(video.shape[2], generator)
-        return maybe_checkpoint(self._forward, video, audio, shift, enabled=self.use_checkpoint)
+        frames = video.shape[2]
+        shift = self.draw_shift(frames, generator)
+        # The shift enters as an index tensor so a compiled `_forward` never recompiles for it.
+        index = window_index(frames, min(self.local_window, frames), shift, device=video.device)
+        return maybe_checkpoint(self._forward, video, audio, index, enabled=self.use_checkpoint)
 
 
-def _reference_cross(vq, vk, vv, aq, ak, av, window: int, shift: int):
-    """Frame-by-frame loop with explicit key indices, as the original computes it (tests only)."""
+def _reference_cross(vq, vk, vv, aq, ak, av, idx: torch.Tensor):
+    """Frame-by-frame loop over explicit key indices, as the original computes it (tests only).
+
+    `idx` [F, window] lists the frames each frame's window covers (`window_index`).
+    """
     b, f, p, h, d = vq.shape
     a = aq.shape[2]
-    idx = window_index(f, window, shift, device=vq.device)
     vk_all, vv_all = vk.reshape(b, f * p, h, d), vv.reshape(b, f * p, h, d)
     ak_all, av_all = ak.reshape(b, f * a, h, d), av.reshape(b, f * a, h, d)
     vouts, aouts = [], []

@@ -107,14 +107,16 @@ def read_audio_condition(path: Path, length: int, sample_rate: int) -> torch.Ten
     return torch.from_numpy(np.ascontiguousarray(mono[:length])).reshape(1, length)
 
 
-def read_video_condition(path: Path, frames: int, height: int, width: int) -> tuple[torch.Tensor, bool]:
-    """The first `frames` frames as [F, 3, H, W] in [-1, 1] (area-resized if the size differs) and
-    whether a resize happened. The file should already be at the model's frame rate (10 fps clips)."""
+def read_video_condition(path: Path, frames: int, height: int, width: int) -> tuple[torch.Tensor, bool, float | None]:
+    """The first `frames` frames as [F, 3, H, W] in [-1, 1] (area-resized if the size differs), whether a
+    resize happened, and the file's frame rate (it should be the model's: 10 fps clips)."""
     import av
 
     out = []
     try:
         with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate
+            fps = float(rate) if rate else None
             for frame in container.decode(video=0):
                 out.append(frame.to_ndarray(format="rgb24"))
                 if len(out) == frames:
@@ -127,4 +129,4 @@ def read_video_condition(path: Path, frames: int, height: int, width: int) -> tu
     resized = video.shape[-2:] != (height, width)
     if resized:
         video = F.interpolate(video, size=(height, width), mode="area")
-    return video.contiguous(), resized
+    return video.contiguous(), resized, fps

@@ -173,9 +173,11 @@ def _conditions(plan: _Plan, cfg: SampleConfig, indices: list[int]) -> tuple[tor
         if plan.known == 1:
             values.append(media.read_audio_condition(path, L, cfg.sample_rate))
         else:
-            video, resized = media.read_video_condition(path, F_, H, W)
+            video, resized, fps = media.read_video_condition(path, F_, H, W)
             if resized:
                 notes.append(f"{path.name}: resized to {H}x{W}")
+            if fps is not None and abs(fps - cfg.fps) > 1e-3:
+                notes.append(f"{path.name}: {fps:g} fps, the model expects {cfg.fps}; frames were taken as they are")
             values.append(video)
         names.append(path.name)
     return torch.stack(values), names, notes

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable, Iterable, Iterator
 
+import torch
+
 
 def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from any tuple of ints/strings (stable across Python runs, unlike hash())."""
@@ -35,6 +37,12 @@ class BatchStream:
         return self
 
     def __next__(self) -> Any:
+        # A DataLoader draws its base seed from the global torch RNG when an epoch's iterator starts; fork
+        # so that where an epoch starts (fresh run vs. resume) never shifts the training step's noise.
+        with torch.random.fork_rng(devices=[]):
+            return self._next()
+
+    def _next(self) -> Any:
         empty_epochs = 0
         while True:
             if self._it is None:

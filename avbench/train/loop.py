@@ -220,6 +220,11 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
         else:
             if last_saved is None or ckpt.checkpoint_path(run, step) != last_saved:
                 last_saved = save("final")
+            if dist.is_main:
+                from avbench.train.export import export_original_layout
+
+                files = export_original_layout(cfg, model, ema, run / "original", step=step)
+                log.event(step, "export", files=[str(p) for p in files])
     finally:
         log.close()
 
@@ -313,11 +318,9 @@ def _save_checkpoint(cfg, run, dist, model, model_cfg, ema, opt, sched, scaler, 
             "world_size": dist.world_size,
         }
         ckpt.save_training_state(path, state)
-        from avbench.train.export import export_original_layout, export_sampling_checkpoint
+        from avbench.train.export import export_sampling_checkpoint
 
         export_sampling_checkpoint(cfg, model, model_cfg, ema, run / "model.pt", step=step)
-        if reason == "final":
-            export_original_layout(cfg, model, ema, run / "original", step=step)
         removed = ckpt.prune(run, cfg.checkpoint.keep_last, cfg.checkpoint.milestone_every)
         log.event(step, "checkpoint", path=str(path), reason=reason, pruned=len(removed))
     D.barrier(dist)
