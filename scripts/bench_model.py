@@ -1,7 +1,7 @@
 """Benchmark the coupled MM-UNet: training-step throughput, memory, FLOPs, MFU, denoiser evals/s.
 
     python scripts/bench_model.py --device cuda --config seed                 # the issue's table
-    python scripts/bench_model.py --device cuda --config seed --compile --checkpoint attention
+    python scripts/bench_model.py --device cuda --config seed --compile model --checkpoint selective
     python scripts/bench_model.py --device cpu --config tiny --batches 1,2 --eval-batch 2   # CPU smoke
 
 A training step is forward + backward + AdamW step (uniform t, MSE on both modalities), under bf16
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from dataclasses import replace
 
 import torch
 
@@ -28,14 +29,16 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor
 
 def build_config(name: str, args) -> MMUNetConfig:
     presets = {"seed": MMUNetConfig.seed, "fixture_small": MMUNetConfig.fixture_small, "tiny": MMUNetConfig.tiny}
-    ckpt = {"none": False, "all": True, "attention": "attention"}[args.checkpoint]
-    return presets[name](attention_backend=args.backend, use_checkpoint=ckpt, channels_last=args.channels_last)
+    ckpt = {"none": False, "all": True, "attention": "attention", "selective": "selective"}[args.checkpoint]
+    cl = {"auto": None, "on": True, "off": False}[args.channels_last]
+    return presets[name](attention_backend=args.backend, use_checkpoint=ckpt, channels_last=cl)
 
 
 def flops_per_sample(cfg: MMUNetConfig) -> tuple[float, float]:
     """(training, forward) FLOPs for one sample, counted on the meta device (no memory, no time)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    cfg = replace(cfg, use_checkpoint=False)  # model FLOPs: recomputation is not useful work
     with torch.device("meta"):
         model = MMUNet(cfg)
         v, a = torch.randn(1, *cfg.video_size), torch.randn(1, *cfg.audio_size)
@@ -129,9 +132,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--backend", default="sdpa", choices=("sdpa", "reference"))
-    p.add_argument("--checkpoint", default="none", choices=("none", "attention", "all"))
-    p.add_argument("--channels-last", action="store_true", help="channels_last_3d video activations")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--checkpoint", default="none", choices=("none", "attention", "selective", "all"),
+                   help="gradient checkpointing policy (MMUNetConfig.use_checkpoint)")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
+                   help="channels_last_3d video activations (auto: on for CUDA)")
+    p.add_argument("--compile", default="none", choices=("none", "model", "blocks"),
+                   help="torch.compile the whole model, or each block (MMUNet.compile_blocks)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: by GPU name)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     args = p.parse_args()
@@ -148,7 +154,11 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = MMUNet(cfg).to(device)
-    fn = torch.compile(model) if args.compile else model
+    fn = model
+    if args.compile == "model":
+        fn = torch.compile(model)
+    elif args.compile == "blocks":
+        model.compile_blocks()
     print(f"MM-UNet {args.config}: {model.num_parameters():,} parameters on {name}; dtype {args.dtype}, "
           f"backend {args.backend}, checkpoint {args.checkpoint}, channels_last {args.channels_last}, "
           f"compile {args.compile}")

@@ -8,7 +8,6 @@ every frame's grey level matches its audio segment's value.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import av

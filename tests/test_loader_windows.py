@@ -125,3 +125,26 @@ def test_loader_reads_the_demo_dataset(demo_dataset):
     assert float(b["video"].std()) > 0.05 and float(b["audio"].abs().max()) > 0.01
     train = make_loader(demo_dataset, WindowConfig(size=64, seed=0, flip_p=0.5), batch_size=2, batches_per_epoch=2)
     assert [tuple(x["video"].shape) for x in train] == [(2, 16, 3, 64, 64)] * 2
+
+
+def test_a_truncated_shard_is_skipped_with_a_warning_in_training(root, tmp_path):
+    import json
+
+    copy = Path(shutil.copytree(root, tmp_path / "r"))
+    rows = json.loads((copy / "shards" / "index.json").read_text())["shards"]
+    victim = copy / "shards" / rows[0]["path"]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2 + 700])  # cut inside a member
+    with pytest.warns(UserWarning, match=victim.name):
+        items = list(WindowDataset(copy, WindowConfig(size=32, seed=4)).with_epoch(30))
+    assert len(items) == 30
+    with pytest.raises(Exception, match=victim.name):
+        list(WindowDataset(copy, WindowConfig(size=32, mode="eval")))
+
+
+def test_training_on_clips_shorter_than_a_window_fails_instead_of_spinning(root, monkeypatch):
+    import avbench.data.windows as windows
+
+    monkeypatch.setattr(windows, "MAX_BARREN_SAMPLES", 20)
+    with pytest.raises(windows.DecodeError, match="no 50-frame window"):
+        list(WindowDataset(root, WindowConfig(size=32, frames=50)).with_epoch(5))

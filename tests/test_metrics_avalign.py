@@ -51,3 +51,24 @@ def test_aligned_clicks_score_higher_than_shifted_ones():
     # score is ≥ 2 hits / (|A| + 2 − 2) rather than exactly 1; shifted clicks miss every video peak.
     assert aligned >= 0.5
     assert shifted == 0.0
+
+
+def test_eval_command_scores_av_align_without_a_reference(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_metrics_eval import make_sample_folder
+
+    gen = make_sample_folder(tmp_path / "gen", 2, "a")
+    res = CliRunner().invoke(app, ["eval", "--samples", str(gen), "--av-align", "--results-dir", str(tmp_path / "r"),
+                                   "--name", "sync"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "r" / "sync.json").read_text())
+    assert rec["protocols"]["av_align"]["n_clips"] == 2 and rec["reference"] is None
+    assert rec["scores"]["av_align"] is None or 0.0 <= rec["scores"]["av_align"] <= 1.0

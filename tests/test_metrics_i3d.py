@@ -77,8 +77,9 @@ def test_torch_port_layout_round_trip_with_random_weights(tmp_path):
     assert loaded.Conv3d_1a_7x7.bn.eps == 1e-5
     x = torch.randn(1, 64, 2, 5, 5)
     torch.testing.assert_close(loaded.Conv3d_2c_3x3(x), model.Conv3d_2c_3x3(x))
+    got = loaded.state_dict()
     for k, v in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[k], v)
+        torch.testing.assert_close(got[k], v)
     with pytest.raises(ValueError, match="do not match"):
         i3d.build_i3d({k: v for k, v in list(sd.items())[5:]}, 1e-5)
 

@@ -64,9 +64,14 @@ def test_fixture_parity_fp32(backend):
     audio = torch.randn(ref["audio"].shape, generator=g, dtype=torch.float64).float()
     assert torch.equal(video, torch.from_numpy(ref["video"]))
     assert torch.equal(audio, torch.from_numpy(ref["audio"]))
+    t = torch.from_numpy(ref["t"]).long()
+    ref_v, ref_a = torch.from_numpy(ref["video_out"]), torch.from_numpy(ref["audio_out"])
+    if backend == "reference":
+        # Samples are independent (no batch statistics, no shift): the slow path checks one, t=700.
+        video, audio, t, ref_v, ref_a = video[1:], audio[1:], t[1:], ref_v[1:], ref_a[1:]
     with torch.no_grad():
-        v_out, a_out = model(video, audio, torch.from_numpy(ref["t"]).long())
-    assert rel(v_out, torch.from_numpy(ref["video_out"])) < 1e-5
-    assert rel(a_out, torch.from_numpy(ref["audio_out"])) < 1e-5
+        v_out, a_out = model(video, audio, t)
+    assert rel(v_out, ref_v) < 1e-5
+    assert rel(a_out, ref_a) < 1e-5
     # Guard against a vacuous pass: the reference outputs are far from zero and from the inputs.
     assert v_out.std() > 0.3 and rel(v_out, video) > 0.5

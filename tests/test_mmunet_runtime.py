@@ -104,7 +104,8 @@ def test_gradient_checkpointing_and_channels_last_do_not_change_the_function():
     v, a, t = inputs(cfg)
     grads = []
     outs = []
-    for kw in [dict(), dict(use_checkpoint=True), dict(use_checkpoint="attention"), dict(channels_last=True)]:
+    for kw in [dict(), dict(use_checkpoint=True), dict(use_checkpoint="attention"),
+               dict(use_checkpoint="selective", channels_last=True)]:
         model = build(micro(cross_attention_shift=False, **kw)).train()
         vo, ao = model(v, a, t)
         (vo.square().mean() + ao.square().mean()).backward()

@@ -159,3 +159,35 @@ def test_webdataset_reads_the_shards(clip_root, tmp_path):
     assert len(samples) == 15
     assert all({"mp4", "flac", "json"} <= set(s) for s in samples)
     assert len({s["__key__"] for s in samples}) == 15
+
+
+def test_a_clip_missing_one_size_is_left_out_at_every_size(tmp_path):
+    root = make_root(tmp_path / "r", {"synth-4-0": [16, 18], "synth-4-1": [20]}, sizes=(32, 48))
+    (root / "clips" / "synth-4-0" / "synth-4-0_00003600.48.mp4").unlink()
+    spec = parse_spec({"name": "t", "description": "two sizes", "target_hours": 0.01,
+                       "sources": [{"kind": "synthetic", "count": 2, "seed": 4}],
+                       "output": {"sizes": [32, 48], "samples_per_shard": 8},
+                       "split": {"train": 1.0, "val": 0.0, "test": 0.0}})
+    summary = shard_dataset(spec, root)
+    assert len(summary.clip_errors) == 1 and "synth-4-0_00003600.48.mp4" in summary.clip_errors[0]
+    assert summary.samples == {"32/train": 2, "32/val": 0, "32/test": 0, "48/train": 2, "48/val": 0, "48/test": 0}
+    stats = json.loads((root / "shards" / "stats.json").read_text())
+    assert stats["total"]["clips_kept"] == 2
+
+
+def test_shard_command(clip_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+
+    root = Path(shutil.copytree(clip_root, tmp_path / "r"))
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "t"\ndescription = "d"\ntarget_hours = 0.01\n[[sources]]\nkind = "synthetic"\n'
+                    'count = 8\nseed = 3\n[output]\nsizes = [32]\n[split]\ntrain = 0.5\nval = 0.25\ntest = 0.25\n')
+    res = CliRunner().invoke(app, ["shard", str(spec), "--root", str(root), "--samples-per-shard", "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "shard: " in res.output and "32/train" in res.output
+    assert load_index(root)["samples_per_shard"] == {"32": 2}
+    (root / "clips" / "synth-3-1" / "synth-3-1_00002000.32.mp4").unlink()
+    res = CliRunner().invoke(app, ["shard", str(spec), "--root", str(root), "--no-progress"])
+    assert res.exit_code == 1 and "synth-3-1_00002000" in res.output and "rerun resample" in res.output

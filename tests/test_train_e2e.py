@@ -52,27 +52,27 @@ def one_thread():
 def test_cli_tiny_run_learns_writes_checkpoint_preview_and_samples(demo_dataset, tmp_path, one_thread):
     run = tmp_path / "run"
     args = ["train", "baseline", "--data", str(demo_dataset), "--config", "tiny", "--out", str(run),
-            "--max-steps", "40", "--no-progress", *_sets(FAST + ["log.every=5", "log.preview_every=40",
+            "--max-steps", "30", "--no-progress", *_sets(FAST + ["log.every=5", "log.preview_every=30",
                                                                  "log.preview_sampler_steps=3",
-                                                                 "log.tensorboard=true", "checkpoint.every=20"])]
+                                                                 "log.tensorboard=true", "checkpoint.every=15"])]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = read_log(run)
-    assert [r["step"] for r in rows] == list(range(5, 41, 5))
+    assert [r["step"] for r in rows] == list(range(5, 31, 5))
     for key in ("loss", "loss_video", "loss_audio", "loss_q0", "loss_q3", "grad_norm", "lr", "samples_per_s",
                 "data_wait_frac"):
         assert key in rows[-1], key
-    first, last = rows[0]["loss"], min(r["loss"] for r in rows[-3:])
-    assert last < 0.8 * first, [r["loss"] for r in rows]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt-00000020.pt", "ckpt-00000040.pt"]
-    assert (run / "previews" / "step-00000040-0.mp4").stat().st_size > 0
+    first, last = rows[0]["loss"], min(r["loss"] for r in rows[-2:])
+    assert last < 0.85 * first, [r["loss"] for r in rows]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt-00000015.pt", "ckpt-00000030.pt"]
+    assert (run / "previews" / "step-00000030-0.mp4").stat().st_size > 0
     assert list((run / "tb").glob("events.out.tfevents.*"))
     saved = (run / "config.toml").read_text()
     assert "model_channels = 8" in saved and 'preset = "tiny"' in saved
 
     import av
 
-    with av.open(str(run / "previews" / "step-00000040-0.mp4")) as c:
+    with av.open(str(run / "previews" / "step-00000030-0.mp4")) as c:
         kinds = sorted(s.type for s in c.streams)
         frames = sum(1 for _ in c.decode(video=0))
     assert kinds == ["audio", "video"] and frames == 4
@@ -107,20 +107,20 @@ def test_sigterm_then_resume_gives_bitwise_identical_weights(demo_dataset, tmp_p
     from avbench.train.config import load_config
     from avbench.train.loop import train
 
-    steps = 12
-    sets = FAST + ["log.every=1", "log.preview_every=0", "checkpoint.every=100", "data.epoch_batches=5",
+    steps = 8
+    sets = FAST + ["log.every=1", "log.preview_every=0", "checkpoint.every=100", "data.epoch_batches=3",
                    "model.overrides.dropout=0.1"]  # dropout: the per-step RNG must be restored too
     run = tmp_path / "killed"
     cmd = _avbench("train", "baseline", "--data", str(demo_dataset), "--config", "tiny", "--out", str(run),
                    "--max-steps", str(steps), "--no-progress", *_sets(sets))
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(run, 3, proc)
+    _wait_for_step(run, 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "checkpoint" in err and "--resume auto" in err
     stopped = read_log(run, "preempted")
-    assert len(stopped) == 1 and 3 <= stopped[0]["step"] < steps
+    assert len(stopped) == 1 and 2 <= stopped[0]["step"] < steps
     resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert [r["resumed_from"] is not None for r in read_log(run, "start")] == [False, True]
@@ -169,9 +169,19 @@ def test_corrupt_shard_is_skipped_with_a_logged_warning(demo_dataset, tmp_path, 
     victim = root / "shards" / train_tars[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])  # a shard cut short (an interrupted copy)
+    # another one with a zeroed member header: tar reading stops there and a sample lacks its .json
+    damaged = root / "shards" / train_tars[1]
+    import tarfile
+
+    with tarfile.open(damaged) as tf:
+        header = tf.getmembers()[1].offset
+    raw = bytearray(damaged.read_bytes())
+    raw[header: header + 512] = bytes(512)
+    damaged.write_bytes(bytes(raw))
     cfg = load_config("tiny", [f"data.shards={json.dumps(str(root))}", "train.max_steps=3", "log.every=1",
                                "log.preview_every=0", "data.epoch_batches=8", *FAST])
     result = train(cfg, tmp_path / "run", console=False)
     assert result.step == 3
     warnings = read_log(tmp_path / "run", "warning")
     assert any(victim.name in w["message"] for w in warnings), warnings
+    assert any(damaged.name in w["message"] for w in warnings), warnings

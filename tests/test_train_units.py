@@ -3,6 +3,8 @@ and the loop on an in-memory batch source (NaN skipping, in-process exact resume
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -132,6 +134,22 @@ def test_batch_stream_resumes_at_its_position():
         next(BatchStream(lambda e: []))
 
 
+def test_batch_stream_survives_a_loader_failure_deterministically():
+    def make_epoch(e):
+        yield (e, 0)
+        if e == 1:
+            raise KeyError("json")  # what a loader that cannot step over damaged data does
+        yield (e, 1)
+
+    with pytest.warns(UserWarning, match="data loader failed in epoch 1 after 1 batches"):
+        stream = BatchStream(make_epoch)
+        seq = [next(stream) for _ in range(5)]
+    assert seq == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)]
+    resumed = BatchStream(make_epoch, epoch=1, index=1)  # a checkpoint taken just before the failure
+    with pytest.warns(UserWarning, match="data loader failed"):
+        assert [next(resumed) for _ in range(2)] == seq[3:]
+
+
 def test_rng_state_roundtrip():
     import random
 
@@ -152,6 +170,7 @@ def test_nan_loss_is_skipped_counted_and_aborts_after_n_in_a_row(tmp_path, one_t
     assert [w["step"] for w in warnings] == [1, 2]
     rows = read_log(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[-1]["nonfinite_skipped"] == 2
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows)  # skipped steps left out
     assert all(torch.isfinite(v).all() for v in torch.load(result.checkpoint, weights_only=True)["model"].values())
 
     cfg = load_config("tiny", SMALL + ["train.max_steps=4", "train.max_nonfinite=2", "train.inject_nan_steps=[1]",
@@ -199,3 +218,27 @@ def test_superres_tiny_trains_and_exports(tmp_path, one_thread):
     assert info["kind"] == "superres" and info["diffusion"]["learned_sigma"] and info["weights"] == "ema"
     assert (tmp_path / "sr" / "previews" / "step-00000002-0.mp4").stat().st_size > 0
 
+
+
+@pytest.mark.parametrize("sets", [["train.precision=\"bf16\""], ["train.precision=\"fp16\""],
+                                  ["train.activation_checkpointing=true"]])
+def test_precisions_and_activation_checkpointing_train(tmp_path, one_thread, sets):
+    # CPU half-precision kernels are slow: batch 1
+    cfg = load_config("tiny", SMALL + ["train.max_steps=1", "train.precision=\"fp32\"",
+                                       "data.batch_size=1", *sets])
+    result = train(cfg, tmp_path / "run", make_epoch=synthetic_epochs(cfg), console=False)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert result.step == 1 and state["config"]["train"] == cfg.to_dict()["train"]
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())  # fp32 master
+    if cfg.train.precision == "fp16":
+        assert state["scaler"]["scale"] > 0  # the GradScaler state travels with the checkpoint
+
+
+def test_flop_count_for_mfu(one_thread):
+    from avbench.train.objectives import build_model, make_objective
+
+    cfg = load_config("tiny", SMALL)
+    cfg.data.batch_size = 1  # FlopCounterMode is slow on the CPU
+    model, model_cfg = build_model(cfg)
+    flops = make_objective(cfg, model_cfg, torch.device("cpu")).count_flops(model, None)
+    assert flops > 0 and all(p.grad is None for p in model.parameters())

@@ -40,6 +40,9 @@ from avbench.curate.stage import SourceError, StageSummary, run_stage
 from avbench.io import atomic_path, atomic_write_json
 
 SOXR_QUALITY = "VHQ"
+# mbtree off: with it, libx264 (core 165) gave different bytes for the same small (32/64 px) pictures
+# from run to run, single-threaded, depending on what was in freed heap memory (an uninitialised read).
+X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0"
 EPS = 1e-6  # seconds: timestamps are exact fractions, targets are floats
 
 
@@ -185,7 +188,7 @@ class _AudioTrack:
     def drop_before(self, t: float) -> None:
         if self.resampler is None:
             return
-        j = self.index_of(t)
+        j = self.end_index if t == float("inf") else self.index_of(t)
         if j > self.buf_start:
             cut = min(j - self.buf_start, len(self.buf))
             self.buf = self.buf[cut:]
@@ -203,7 +206,7 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, out: OutputFormat) ->
         with av.open(str(tmp), "w", format="mp4") as container:
             s = container.add_stream("libx264", rate=fps, options={
                 "crf": str(out.crf), "preset": out.preset, "g": str(out.gop), "threads": "1",
-                "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"})
+                "x264-params": X264_PARAMS})
             s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
             s.codec_context.thread_count = 1
             for k, img in enumerate(frames):
@@ -293,6 +296,8 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
             written.append(_write_clip(clip, audio, out_dir, output, filters, spf))
             clip.video = None
             audio.drop_before(pending[0].start if pending else (targets[ti][0].start if ti < len(targets) else clip.end))
+        if not pending:  # between clips, keep only what the next clip needs (bounded memory)
+            audio.drop_before(targets[ti][0].start if ti < len(targets) else float("inf"))
 
     with container:
         if not container.streams.video or not container.streams.audio:
@@ -415,8 +420,9 @@ def _resample_one(job: _Job) -> dict[str, Any]:
             "audio": f"mean of channels at the source rate, then soxr {SOXR_QUALITY} to {job.output.sample_rate} Hz",
             "soxr_quality": SOXR_QUALITY, "resize": job.output.resize, "resize_filter": "cv2.INTER_AREA",
         },
-        "encoder": {"video": "libx264", "crf": job.output.crf, "preset": job.output.preset, "gop": job.output.gop,
-                    "threads": 1, "pix_fmt": "yuv420p", "audio": "flac s16"},
+        "encoder": {"video": "libx264", "x264_params": X264_PARAMS, "crf": job.output.crf,
+                    "preset": job.output.preset, "gop": job.output.gop, "threads": 1, "pix_fmt": "yuv420p",
+                    "audio": "flac s16"},
         "fps": job.output.fps, "sample_rate": job.output.sample_rate, "sizes": sorted(job.output.sizes),
         "filters_config": asdict(job.filters),
         "versions": {"av": av.__version__, "soxr": soxr.__version__, "numpy": np.__version__,

@@ -71,7 +71,7 @@ def _ready_sources(root: Path) -> list[dict]:
     try:
         from avbench.curate.download import ready_sources
     except ImportError:  # download helper absent: read the record contract directly
-        records = [json.loads(p.read_text()) for p in sorted((root / "records").glob("*.json"))]
+        records = [json.loads(p.read_text()) for p in sorted((root / "records").glob("[!.]*.json"))]
         return [r for r in records if r.get("status") == "ok"]
     return ready_sources(root)
 
@@ -138,14 +138,14 @@ def _source_provenance(rec: dict) -> dict:
 
 def _failed_stages(root: Path, ready_ids: set[str]) -> dict[str, int]:
     failed: Counter[str] = Counter()
-    for rec_path in sorted((root / "records").glob("*.json")):
+    for rec_path in sorted((root / "records").glob("[!.]*.json")):  # .tmp-* files are not records
         with contextlib.suppress(ValueError, OSError):
             if json.loads(rec_path.read_text()).get("status") == "failed":
                 failed["download"] += 1
     fdir = root / "failures"
     if fdir.is_dir():
         for stage_dir in sorted(p for p in fdir.iterdir() if p.is_dir()):
-            ids = {p.stem for p in stage_dir.glob("*.json")}
+            ids = {p.stem for p in stage_dir.glob("[!.]*.json")}
             if ids & ready_ids:
                 failed[stage_dir.name] += len(ids & ready_ids)
     return dict(sorted(failed.items()))
@@ -221,7 +221,7 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                     st["filtered_by_reason"][r] = st["filtered_by_reason"].get(r, 0) + 1
                 continue
             flac = clip_dir / str(clip.get("audio") or f"{key}.flac")
-            checked = None
+            checked, ready_sizes = None, []  # a clip goes in at every size or at none
             for size in sizes:
                 mp4 = clip_dir / str((clip.get("video") or {}).get(str(size)) or f"{key}.{size}.mp4")
                 if not (mp4.exists() and flac.exists()):
@@ -233,7 +233,6 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                         f"{mp4}: {frames} frames but {nsamp} audio samples (want {frames * rate // spec.output.fps}); rerun resample"
                     )
                     break
-                checked = frames
                 meta = {
                     "key": key,
                     "split": split,
@@ -246,14 +245,17 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                     "audio": {"sample_rate": rate, "channels": 1, "samples": nsamp},
                     "versions": versions,
                 }
-                by_group[(size, split)].append(_Sample(key, split, size, mp4, flac, meta))
+                ready_sizes.append(_Sample(key, split, size, mp4, flac, meta))
+            else:
+                checked = ready_sizes[0].meta["video"]["frames"] if ready_sizes else None
+                for sample in ready_sizes:
+                    by_group[(sample.size, split)].append(sample)
             if checked is not None:
                 st["clips_kept"] += 1
                 st["hours_out"] += checked / spec.output.fps / 3600.0
 
     index_rows = []
     per_size = {}
-    groups = sorted(by_group)
     total_shards = 0
     for size in sizes:
         n = _samples_per_shard(spec, cfg, [s for (sz, _), v in by_group.items() if sz == size for s in v])
@@ -289,7 +291,6 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                     if stale.name not in written:
                         stale.unlink()
             summary.samples[f"{size}/{split}"] = len(items)
-    del groups
 
     stats_doc = {
         "spec": {"name": spec.name, "hash": spec.spec_hash},

@@ -132,7 +132,7 @@ class _progress:
         self._own = None
 
     def __enter__(self) -> Callable[[], None]:
-        if self.progress is False or self.progress is None:
+        if self.progress is False or self.progress is None or self.total == 0:
             return lambda: None
         if self.progress is True:
             from rich.progress import Progress

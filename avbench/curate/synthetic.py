@@ -319,7 +319,8 @@ def render_synthetic(
     try:
         vstream = astream = None
         if with_video:
-            vstream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23", "threads": "1"})
+            vstream = container.add_stream("libx264", rate=fps, options={
+                "preset": "veryfast", "crf": "23", "threads": "1", "x264-params": "mbtree=0"})
             vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
             vstream.codec_context.thread_count = 1
             vstream.codec_context.time_base = Fraction(1, VIDEO_TICKS)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -48,6 +49,16 @@ class WindowConfig:
     shuffle_buffer: int = 64  # train: samples held for shuffling
     eval_start: int = 0  # eval: first frame of the fixed window (clamped to the clip)
     equalize: Literal["truncate", "pad"] = "truncate"  # eval: how ranks get equal counts
+
+
+MAX_BARREN_SAMPLES = 1000
+
+
+def _warn_and_continue(exn: Exception) -> bool:
+    """Like `wds.warn_and_continue` minus its 0.5 s sleep, which a resampled stream would pay on every
+    revisit of a damaged shard."""
+    warnings.warn(f"skipped: {exn!r}", stacklevel=2)
+    return True
 
 
 def _mix(*parts) -> int:
@@ -127,16 +138,20 @@ class WindowDataset(IterableDataset):
         rng = random.Random(_mix(cfg.seed, self.epoch, rank, worker, "windows"))
         pipe = wds.DataPipeline(
             shards,
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            wds.tarfile_to_samples(handler=_warn_and_continue),
             wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 8), rng=random.Random(rng.random())),
         )
-        n = 0
+        n, barren = 0, 0
         for sample in pipe:
+            barren += 1
             for item in self._windows(sample, rng):
                 yield item
-                n += 1
+                n, barren = n + 1, 0
                 if self.samples_per_worker is not None and n >= self.samples_per_worker:
                     return
+            if barren > MAX_BARREN_SAMPLES:  # an endless resampled stream must not spin on broken data
+                raise DecodeError(f"{self.root}: {barren} samples in a row gave no {cfg.frames}-frame window "
+                                  "(damaged shards or clips too short); rebuild the shards or lower `frames`")
 
     def _eval_positions(self, worker: int, num_workers: int) -> list[int]:
         n, world = self.num_samples, self.world_size
@@ -150,8 +165,11 @@ class WindowDataset(IterableDataset):
         wanted: dict[int, int] = {}
         for pos in self._eval_positions(worker, num_workers):
             wanted[pos] = wanted.get(pos, 0) + 1  # "pad" can repeat a sample
+        last = max(wanted, default=-1)
         pipe = wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples())
         for pos, sample in enumerate(pipe):
+            if pos > last:
+                return
             for _ in range(wanted.get(pos, 0)):
                 yield from self._windows(sample, None)
 
@@ -159,6 +177,13 @@ class WindowDataset(IterableDataset):
 
     def _windows(self, sample: dict, rng: random.Random | None) -> Iterator[dict]:
         cfg, key = self.cfg, sample["__key__"]
+        missing = [ext for ext in ("json", "mp4", "flac") if ext not in sample]
+        if missing:  # e.g. a tar cut short mid-sample
+            msg = f"{sample.get('__url__')}: {key} has no {', '.join(missing)} member"
+            if rng is None:
+                raise DecodeError(msg)
+            warnings.warn(f"skipped: {msg}", stacklevel=2)
+            return
         meta = json.loads(sample["json"])
         total = int(meta["video"]["frames"])
         if total < cfg.frames:
@@ -177,10 +202,13 @@ class WindowDataset(IterableDataset):
                     raise DecodeError(f"{sample['__url__']}: {key}: {e}") from e
                 warnings.warn(f"{sample['__url__']}: skipped {key}: {e}", stacklevel=2)
                 continue
-            video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
             if rng is not None and cfg.flip_p > 0 and rng.random() < cfg.flip_p:
-                video = video.flip(-1)
-            yield {"video": video.contiguous(), "audio": torch.from_numpy(audio).unsqueeze(0),
+                frames = frames[:, :, ::-1]
+            # numpy, not torch: tiny torch ops pay for intra-op threads in the main process
+            video = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)
+            video *= 1 / 127.5
+            video -= 1.0
+            yield {"video": torch.from_numpy(video), "audio": torch.from_numpy(audio).unsqueeze(0),
                    "key": key, "start": start}
 
 

@@ -4,7 +4,8 @@ We use transformers' `ClapModel` (the LAION-CLAP model family, e.g. `laion/clap-
 the `laion-clap` package: that package pins numpy < 2 and fetches tokenizer files at import time. The model
 folder (config, weights, tokenizer, feature-extractor files) must be local (`--clap-model` /
 `$AVBENCH_CLAP_MODEL`); nothing is downloaded, and a folder without tokenizer files is refused rather than
-run with an empty vocabulary. Audio is resampled to the feature extractor's rate (48 kHz) with soxr HQ.
+run with an empty vocabulary. Audio is resampled to the feature extractor's rate (48 kHz) with soxr HQ, cut
+to its first 10 s (deterministic, unlike the extractor's random crop) and repeat-padded.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
     return d
 
 
+def _embedding(out):
+    """transformers 4.x returns the projected embedding; 5.x wraps it as `pooler_output`."""
+    return out if hasattr(out, "ndim") else out.pooler_output
+
+
 class ClapScorer:
     def __init__(self, model_dir: str | os.PathLike[str] | None, device=None):
         d = resolve_model_dir(model_dir)
@@ -59,9 +65,14 @@ class ClapScorer:
 
         waves = [soxr.resample(np.asarray(a, np.float64), sr, self.sample_rate, quality="HQ").astype(np.float32)
                  if sr != self.sample_rate else np.asarray(a, np.float32) for a, sr in audios]
+        fe = self.processor.feature_extractor
+        # Cut to the model's window (10 s) ourselves: the extractor's "rand_trunc" would pick a random crop.
+        waves = [w[: fe.nb_max_samples] for w in waves]
+        fusion = bool(getattr(self.model.config.audio_config, "enable_fusion", False))
         with torch.inference_mode():
             t = self.processor.tokenizer(prompts, padding=True, return_tensors="pt").to(self.device)
-            a = self.processor.feature_extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt").to(self.device)
-            te = torch.nn.functional.normalize(self.model.get_text_features(**t), dim=-1)
-            ae = torch.nn.functional.normalize(self.model.get_audio_features(**a), dim=-1)
+            a = fe(waves, sampling_rate=self.sample_rate, truncation="fusion" if fusion else "rand_trunc",
+                   padding="repeatpad", return_tensors="pt").to(self.device)
+            te = torch.nn.functional.normalize(_embedding(self.model.get_text_features(**t)), dim=-1)
+            ae = torch.nn.functional.normalize(_embedding(self.model.get_audio_features(**a)), dim=-1)
         return (te * ae).sum(-1).double().cpu().numpy()

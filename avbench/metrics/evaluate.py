@@ -20,7 +20,7 @@ import numpy as np
 from avbench.metrics.frechet import bootstrap_ci, feature_stats, frechet_distance
 from avbench.metrics.kvd import polynomial_mmd2
 from avbench.metrics.profiles import FAD_PROFILES, FVD_PROFILES, KVD_PROTOCOL
-from avbench.metrics.sources import Source, content_hash, iter_clips, parse_source
+from avbench.metrics.sources import content_hash, count_clips, iter_clips, parse_source
 
 
 class EvalError(ValueError):
@@ -72,22 +72,23 @@ def _cache_file(key: dict) -> Path:
     return cache_dir() / "refstats" / f"{digest}.npz"
 
 
-def _load_cached(key: dict) -> np.ndarray | None:
+def _load_cached(key: dict) -> tuple[np.ndarray, int] | None:
+    """(features, number of clips they came from), or None."""
     path = _cache_file(key)
     if not path.is_file():
         return None
     with np.load(path) as z:
         if json.loads(str(z["key"])) != key:  # a hash collision or a stale format: recompute
             return None
-        return z["features"]
+        return z["features"], int(z["clips"])
 
 
-def _save_cached(key: dict, feats: np.ndarray) -> None:
+def _save_cached(key: dict, feats: np.ndarray, clips: int) -> None:
     from avbench.io import atomic_path
 
     with atomic_path(_cache_file(key), suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, features=feats, key=np.array(json.dumps(key, sort_keys=True)))
+            np.savez(fh, features=feats, clips=clips, key=np.array(json.dumps(key, sort_keys=True)))
 
 
 def _check_counts(metric: str, n_gen: int, n_ref: int, dim: int, cfg: EvalConfig, warnings: list[str],
@@ -154,7 +155,7 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
 
     need_video = bool(i3d) or cfg.av_align
     need_audio = bool(vgg) or cfg.av_align or cfg.clap
-    task = progress.add_task("generated", total=None) if progress is not None else None
+    task = progress.add_task("generated", total=min(cfg.num_clips, count_clips(samples) or cfg.num_clips)) if progress else None
     gen = extract_features(
         iter_clips(samples, frames, want_video=need_video, want_audio=need_audio, limit=cfg.num_clips, errors=errors,
                    workers=cfg.workers),
@@ -166,7 +167,8 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
 
     # ---- reference (cached) ----
     ref_feats: dict[str, np.ndarray] = {}
-    ref_count = None
+    ref_clips: dict[str, int] = {}
+    reference_cache = None
     if reference is not None:
         base_key = {"source": content_hash(reference), "kind": reference.kind, "clip_count": cfg.num_clips,
                     "frames": frames, "format": 1}
@@ -178,32 +180,28 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         for metric, key in keys.items():
             cached = _load_cached(key) if cfg.use_cache else None
             if cached is not None:
-                ref_feats[metric] = cached
+                ref_feats[metric], ref_clips[metric] = cached
         missing = [m for m in keys if m not in ref_feats]
         if missing:
-            rtask = progress.add_task("reference", total=None) if progress is not None else None
+            rtask = progress.add_task("reference", total=min(cfg.num_clips, count_clips(reference) or cfg.num_clips)) if progress else None
             ref = extract_features(
                 iter_clips(reference, frames, want_video="i3d" in missing, want_audio="vggish" in missing,
                            limit=cfg.num_clips, errors=errors, workers=cfg.workers),
                 i3d=i3d if "i3d" in missing else None, vgg=vgg if "vggish" in missing else None,
                 batch_size=cfg.batch_size, progress=progress, task=rtask,
             )
-            ref_count = len(ref.keys)
             for m in missing:
-                feats = ref.i3d if m == "i3d" else ref.vggish
-                ref_feats[m] = feats
-                if cfg.use_cache and ref_count:
-                    _save_cached(keys[m], feats)
-        else:
-            overrides["reference_from_cache"] = True
+                ref_feats[m] = ref.i3d if m == "i3d" else ref.vggish
+                ref_clips[m] = len(ref.keys)
+                if cfg.use_cache and ref.keys:
+                    _save_cached(keys[m], ref_feats[m], len(ref.keys))
+        reference_cache = "miss" if missing else "hit"
 
     scores: dict = {}
     protocols: dict = {}
     counts: dict = {"generated_clips": len(gen.keys), "read_errors": len(errors)}
-    if reference is not None:
-        counts["reference_clips"] = ref_count if ref_count is not None else int(len(ref_feats.get("i3d", ref_feats.get("vggish", []))))
-        if "i3d" in ref_feats:
-            counts["reference_clips"] = int(len(ref_feats["i3d"]))
+    if ref_clips:
+        counts["reference_clips"] = max(ref_clips.values())
 
     def ci(x, y, fn) -> list[float] | None:
         return list(bootstrap_ci(x, y, fn, n_boot=cfg.bootstrap, seed=cfg.seed)) if cfg.bootstrap > 0 else None
@@ -260,6 +258,7 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         "counts": counts,
         "samples": samples.describe(),
         "reference": reference.describe() if reference else None,
+        "reference_cache": reference_cache,
         "dataset_spec_hash": (reference.meta.get("dataset_spec_hash") if reference else None),
         "warnings": warnings,
         "overrides": overrides,

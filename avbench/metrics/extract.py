@@ -44,7 +44,9 @@ class I3DFeatures:
     @torch.inference_mode()
     def __call__(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
         x = self.preprocess(torch.as_tensor(clips))
-        return self.model(x).double().cpu().numpy()
+        # Full fp32 convolutions on GPU too: TF32 would move the logits by ~1e-3 and the score with them.
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            return self.model(x).double().cpu().numpy()
 
 
 class VGGishFeatures:

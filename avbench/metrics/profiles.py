@@ -17,6 +17,7 @@ class FVDProfile:
     resolution: int = 224
     sqrt: str = "eigh"
     statistics_dtype: str = "float64"
+    network_precision: str = "float32 (no TF32)"
     feature: str = "i3d_kinetics400_logits_time_mean"
 
     def to_dict(self) -> dict:

@@ -97,6 +97,18 @@ def content_hash(src: Source) -> str:
     return h.hexdigest()
 
 
+def count_clips(src: Source) -> int | None:
+    """How many clips the source holds (for progress bars); None where only reading would tell."""
+    if src.kind == "dataset":
+        index = json.loads((src.path / "shards" / "index.json").read_text(encoding="utf-8"))
+        return sum(r["samples"] for r in index["shards"] if r["split"] == src.split and int(r["size"]) == src.size)
+    if src.kind == "samples":
+        return len(list((src.path / "video").glob("*.mp4")))
+    if src.kind == "mp4":
+        return len(list(src.path.glob("*.mp4")))
+    return None
+
+
 def _to_float(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.int16:
         return a.astype(np.float32) / 32768.0

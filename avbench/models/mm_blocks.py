@@ -76,9 +76,18 @@ class VideoConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, t = self.video_conv_spatial, self.video_conv_temporal
-        p = s.padding[0]
+        p, q = s.padding[0], t.padding[0]
+        b, _, f, h, w = x.shape
+        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and b * f > 1:
+            # channels_last_3d memory [B, F, H, W, C] is, without a copy, a channels-last batch of
+            # B*F images and a channels-last [B, C, F, H*W] sequence: both convs run as 2-D ones.
+            y = F.conv2d(x.transpose(1, 2).reshape(b * f, -1, h, w), s.weight, s.bias, padding=p)
+            c = y.shape[1]
+            y = y.reshape(b, f, c, h * w).transpose(1, 2)  # [B, C, F, H*W], channels-last memory
+            y = F.conv2d(y, t.weight.unsqueeze(-1), t.bias, padding=(q, 0))
+            return y.reshape(b, c, f, h, w)
         x = F.conv3d(x, s.weight.unsqueeze(2), s.bias, padding=(0, p, p))
-        return F.conv3d(x, t.weight[..., None, None], t.bias, padding=(t.padding[0], 0, 0))
+        return F.conv3d(x, t.weight[..., None, None], t.bias, padding=(q, 0, 0))
 
 
 class VideoPointwise(nn.Module):
@@ -318,11 +327,18 @@ class CrossAttentionBlock(nn.Module):
         return video + _video_from_tokens(vo, h, w), audio + ao.transpose(1, 2)
 
     def forward(self, video, audio, emb=None, generator=None):
-        frames = video.shape[2]
-        shift = self.draw_shift(frames, generator)
-        # The shift enters as an index tensor so a compiled `_forward` never recompiles for it.
-        index = window_index(frames, min(self.local_window, frames), shift, device=video.device)
+        index = self.window_frames(video.shape[2], generator, video.device)
         return maybe_checkpoint(self._forward, video, audio, index, enabled=self.use_checkpoint)
+
+    @torch.compiler.disable
+    def window_frames(self, frames: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        """[F, window] frame indices for this call, with a freshly drawn shift.
+
+        Kept out of torch.compile: the shift reaches compiled code as a tensor, so changing it
+        never triggers recompilation.
+        """
+        shift = self.draw_shift(frames, generator)
+        return window_index(frames, min(self.local_window, frames), shift, device=device)
 
 
 def _reference_cross(vq, vk, vv, aq, ak, av, idx: torch.Tensor):

@@ -21,7 +21,7 @@ __all__ = ["MMUNet", "MMUNetConfig"]
 _MAX_DILATION_EXP = 10  # the original cycles audio dilations 2**(i % 10)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MMUNetConfig:
     video_size: tuple[int, int, int, int] = (16, 3, 64, 64)  # F, C, H, W
     audio_size: tuple[int, int] = (1, 25600)  # C, L
@@ -46,8 +46,10 @@ class MMUNetConfig:
     norm_groups: int = 32
     # Runtime choices; they do not change the function or the state dict.
     attention_backend: str = "sdpa"
-    use_checkpoint: bool | str = False  # False | True ("all") | "attention"
-    channels_last: bool = False
+    # False | True ("all") | "attention" (blocks with attention) | "selective" (those plus every
+    # block at full resolution, where activations are largest)
+    use_checkpoint: bool | str = False
+    channels_last: bool | None = None  # None: channels_last_3d on CUDA, plain layout elsewhere
 
     @classmethod
     def seed(cls, **overrides) -> "MMUNetConfig":
@@ -95,8 +97,8 @@ class MMUNetConfig:
         for m in self.channel_mult:
             if (m * self.model_channels) % self.norm_groups:
                 raise ValueError(f"{m * self.model_channels} channels not divisible by norm_groups={self.norm_groups}")
-        if self.use_checkpoint not in (False, True, "all", "attention"):
-            raise ValueError("use_checkpoint must be False, True/'all' or 'attention'")
+        if self.use_checkpoint not in (False, True, "all", "attention", "selective"):
+            raise ValueError("use_checkpoint must be False, True/'all', 'attention' or 'selective'")
 
 
 class _Stage(nn.ModuleList):
@@ -118,14 +120,17 @@ class MMUNet(nn.Module):
         self.cfg = cfg
         mc = cfg.model_channels
         emb_ch = mc  # MM-Diffusion uses model_channels (not 4×) for the embedding
-        ckpt_res = cfg.use_checkpoint in (True, "all")
+        ckpt_all = cfg.use_checkpoint in (True, "all")
         ckpt_attn = bool(cfg.use_checkpoint)
+        ckpt_top = cfg.use_checkpoint == "selective"
+        ds = 1  # current downsampling rate, read by resblock() below
         common = dict(norm_groups=cfg.norm_groups, backend=cfg.attention_backend)
 
         def resblock(ch, out, dil, **kw):
             return MMResBlock(ch, emb_ch, cfg.dropout, out, audio_dilation=2 ** (dil % _MAX_DILATION_EXP),
                               use_scale_shift_norm=cfg.use_scale_shift_norm, num_heads=cfg.num_heads,
-                              use_checkpoint=ckpt_res or (ckpt_attn and kw.get("video_attention", False)),
+                              use_checkpoint=ckpt_all or (ckpt_attn and kw.get("video_attention", False))
+                              or (ckpt_top and ds == 1),
                               **common, **kw)
 
         def cross(ch, window, shift):
@@ -194,7 +199,10 @@ class MMUNet(nn.Module):
         """
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels))
         v = video.permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
-        if self.cfg.channels_last:
+        channels_last = self.cfg.channels_last
+        if channels_last is None:
+            channels_last = video.is_cuda  # NHWC tensor-core kernels; CPU convs prefer the plain layout
+        if channels_last:
             v = v.contiguous(memory_format=torch.channels_last_3d)
         a = audio
         skips = []
@@ -211,9 +219,16 @@ class MMUNet(nn.Module):
         """torch.compile each residual and cross-attention block in place (fuses GroupNorm,
         scale-shift and SiLU; window shifts reach the compiled code as tensors, so they never
         trigger recompilation). State dict and function are unchanged."""
-        for m in self.modules():
-            if isinstance(m, (MMResBlock, CrossAttentionBlock)):
-                m._forward = torch.compile(m._forward, **compile_kwargs)
+        import torch._dynamo
+
+        # Blocks share one code object, so dynamo's per-code cache must hold every block shape.
+        blocks = [m for m in self.modules() if isinstance(m, (MMResBlock, CrossAttentionBlock))]
+        limit = max(torch._dynamo.config.cache_size_limit, 2 * len(blocks))
+        torch._dynamo.config.cache_size_limit = limit
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 4 * limit)
+        for m in blocks:
+            m._forward = torch.compile(m._forward, **compile_kwargs)
         return self
 
     def num_parameters(self) -> int:

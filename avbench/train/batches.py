@@ -13,6 +13,7 @@ The loader is consumed in *epochs* of a fixed number of batches per rank (`data.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -52,14 +53,20 @@ class BatchStream:
                 self._skip = 0
             try:
                 batch = next(self._it)
-            except StopIteration:
+            except Exception as exc:  # noqa: BLE001 - StopIteration or a loader failure: the epoch ends here
+                failure = None if isinstance(exc, StopIteration) else exc
+                if failure is not None:
+                    # e.g. a damaged shard the loader could not step over. Ending the epoch keeps all ranks
+                    # stepping (no DDP hang) and stays deterministic: a resume replays the same failure.
+                    warnings.warn(f"data loader failed in epoch {self.epoch} after {self.index} batches "
+                                  f"({type(exc).__name__}: {exc}); skipping the rest of this epoch", stacklevel=2)
                 if self.index == 0:
                     empty_epochs += 1
                     if empty_epochs >= 2:
                         raise RuntimeError(
                             f"the training data yielded no batch in epoch {self.epoch}: check --data "
                             "(no readable shards for this split?)"
-                        ) from None
+                        ) from failure
                 self._it = None
                 self.epoch += 1
                 self.index = 0

@@ -71,7 +71,8 @@ class RunLogger(NullLogger):
     def event(self, step: int, kind: str, **fields: Any) -> None:
         self._write({"type": kind, "step": step, "time": round(time.time(), 3), **fields})
         if self._progress is not None and kind in ("warning", "error", "preempted", "checkpoint", "preview"):
-            self._progress.console.print(f"[{kind}] step {step}: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+            self._progress.console.print(f"[{kind}] step {step}: " + ", ".join(f"{k}={v}" for k, v in fields.items()),
+                                         markup=False, highlight=False)
 
     def video(self, step: int, tag: str, video, fps: int) -> None:
         """`video` [N, T, 3, H, W] float in [0, 1]."""

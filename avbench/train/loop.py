@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +95,11 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
             ckpt.set_rng_state(rng[dist.rank])
         state = None  # free the host copy before training
 
+    # FLOPs per sample for MFU, counted once on the bare model (before DDP registers its gradient hooks)
+    objective: Objective = make_objective(cfg, model_cfg, device)
+    peak = peak_flops(device, cfg.train.precision) * dist.world_size
+    flops_per_sample = objective.count_flops(model, amp_dtype) if peak > 0 else None
+
     # ---- distribution and compilation --------------------------------------------------------------
     train_model = model
     if dist.enabled:
@@ -105,7 +109,6 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
     if cfg.train.compile:
         train_model = torch.compile(train_model)
 
-    objective: Objective = make_objective(cfg, model_cfg, device)
     if make_epoch is None:
         from avbench.train.data import shard_epochs
 
@@ -128,8 +131,6 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
 
     # ---- the loop ----------------------------------------------------------------------------------
     timer = StepTimer()
-    flops_per_sample = None
-    peak = peak_flops(device, cfg.train.precision) * dist.world_size
     window = _Window()
     nonfinite_in_row = 0
     injected: set[int] = set()
@@ -156,8 +157,6 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
                     batch = next(stream)
                 _report_warnings(caught, step, dist, log)
                 batch = objective.to_device(batch)
-                if flops_per_sample is None and dist.is_main and peak > 0:
-                    flops_per_sample = objective.count_flops(train_model, batch, amp_dtype)
                 last = micro == cfg.optim.grad_accum - 1
                 sync = contextlib.nullcontext() if (last or not dist.enabled) else train_model.no_sync()
                 with sync:
@@ -197,7 +196,7 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
                 step += 1
                 ema.update(model, step)
             timer.stop()
-            window.add(terms_sum, grad_norm if finite else None, timer)
+            window.add(terms_sum if finite else None, grad_norm if finite else None, timer)
 
             if dist.is_main:
                 lr = opt.param_groups[0]["lr"]
@@ -254,12 +253,15 @@ class _Window:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.grad_norms: list[torch.Tensor] = []
-        self.steps = 0
+        self.steps = 0  # all steps, for timing
+        self.finite_steps = 0  # steps whose losses are averaged (skipped steps would log NaN)
         self.busy = self.wait = 0.0
 
-    def add(self, terms: dict[str, torch.Tensor], grad_norm, timer: "StepTimer") -> None:
-        for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0) + v
+    def add(self, terms: dict[str, torch.Tensor] | None, grad_norm, timer: "StepTimer") -> None:
+        if terms is not None:
+            self.finite_steps += 1
+            for k, v in terms.items():
+                self.sums[k] = self.sums.get(k, 0) + v
         if grad_norm is not None:
             self.grad_norms.append(grad_norm.detach())
         self.steps += 1
@@ -269,7 +271,7 @@ class _Window:
     def summary(self, dist: D.DistInfo, samples_per_step: int) -> dict[str, float]:
         out: dict[str, float] = {}
         for k, v in sorted(self.sums.items()):
-            mean = D.all_reduce_mean(v / self.steps, dist)
+            mean = D.all_reduce_mean(v / self.finite_steps, dist)
             out[k] = float(mean)
         if self.grad_norms:
             out["grad_norm"] = float(torch.stack(self.grad_norms).float().mean())

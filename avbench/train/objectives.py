@@ -107,8 +107,15 @@ class Objective:
     def loss(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def count_flops(self, model, batch, amp_dtype) -> int:
+    def dummy_batch(self) -> dict[str, torch.Tensor]:
+        b, f, s = self.cfg.data.batch_size, self.cfg.data.frames, self.cfg.data.size
+        return {"video": torch.zeros(b, f, 3, s, s, device=self.device),
+                "audio": torch.zeros(b, 1, f * 1600, device=self.device)}
+
+    def count_flops(self, model, amp_dtype) -> int:
         """Forward + backward FLOPs per training sample (one extra step at start-up, gradients discarded)."""
+        batch = self.dummy_batch()
+
         def step():
             with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss, _ = self.loss(model, batch)
