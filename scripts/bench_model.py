@@ -156,6 +156,12 @@ def main() -> None:
     model = MMUNet(cfg).to(device)
     fn = model
     if args.compile == "model":
+        import torch._dynamo
+
+        # Graph breaks where window shifts are drawn leave each block kind compiled once per shape.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 512)
         fn = torch.compile(model)
     elif args.compile == "blocks":
         model.compile_blocks()

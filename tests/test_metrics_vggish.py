@@ -1,6 +1,7 @@
 """VGGish front end and network: mel placement, example framing, torchvggish-compatible state dicts."""
 
 import numpy as np
+import pytest
 import torch
 
 from avbench.metrics import vggish as vg
@@ -74,3 +75,15 @@ def test_flatten_uses_tf_nhwc_order():
         got = model(x)
     torch.testing.assert_close(got, want)
     assert not torch.allclose(got, wrong)
+
+
+def test_google_profile_windows_and_peak_normalisation():
+    wave = 0.05 * _sine(1000.0, seconds=1.6)
+    ex = vg.waveform_to_examples(wave, 16000, window_s=1.0, hop_s=0.5, peak_normalise=True)
+    assert ex.shape == (2, 1, 96, 64)  # windows at 0 s and 0.5 s (1.0 s + 0.5 s ≤ 1.6 s)
+    # peak normalisation divides by max(0.1, peak): a 0.05-peak sine is scaled by 10, i.e. +log(10) in the
+    # log-mel of the magnitude spectrum (up to the +0.01 offset)
+    plain = vg.waveform_to_examples(wave[:16000], 16000)
+    band = plain[0, 0].mean(0).argmax()
+    assert ex[0, 0, :, band].mean() - plain[0, 0, :, band].mean() == pytest.approx(np.log(10.0), abs=0.02)
+    np.testing.assert_allclose(vg.waveform_to_examples(wave[:16000], 16000, 1.0, 0.5), plain)

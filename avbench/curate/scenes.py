@@ -111,13 +111,16 @@ def check_source(path: Path, label: str) -> float:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise SourceError(f"{label}: no video stream; avbench needs audio-video sources (drop it from the spec)")
+                raise SourceError(f"{label}: no video stream; avbench needs audio-video sources "
+                                  "(drop it from the spec)")
             if not container.streams.audio:
-                raise SourceError(f"{label}: no audio stream; re-download it with audio (yt-dlp format '+ba') or drop it")
+                raise SourceError(f"{label}: no audio stream; re-download it with audio "
+                                  "(yt-dlp format '+ba') or drop it")
             v = container.streams.video[0]
             duration = float(v.duration * v.time_base) if v.duration else (container.duration or 0) / 1e6
     except av.error.FFmpegError as e:
-        raise SourceError(f"{label}: cannot be opened ({e.strerror or e}); the file is damaged, re-download it") from None
+        raise SourceError(f"{label}: cannot be opened ({e.strerror or e}); "
+                          "the file is damaged, re-download it") from None
     return duration
 
 
@@ -140,7 +143,8 @@ def _scene_cut_one(job: _Job) -> dict[str, Any]:
     label = job.label
     duration = check_source(job.path, label)
     if 0 < duration < job.clip.min_clip_s:
-        raise SourceError(f"{label}: too short ({duration:.2f} s of video, one clip needs {job.clip.min_clip_s} s); drop it")
+        raise SourceError(f"{label}: too short ({duration:.2f} s of video, one clip needs "
+                          f"{job.clip.min_clip_s} s); drop it")
     cuts, end = detect_cuts(job.path, job.detection)
     spans = apply_clip_policy(cuts, end, job.clip)
     params = json.dumps(detector_params(job.detection), sort_keys=True)
@@ -196,7 +200,7 @@ def scene_cut_sources(spec: DatasetSpec, root: str | Path, cfg: SceneCutConfig =
     jobs = []
     for rec in records:
         out = scenes_path(root, rec["source_id"])
-        jobs.append((rec["source_id"], out, _Job(rec["source_id"], root / rec["path"], f"{rec['path']} ({rec['source_id']})", out, det,
-                                           spec.clip)))
+        label = f"{rec['path']} ({rec['source_id']})"
+        jobs.append((rec["source_id"], out, _Job(rec["source_id"], root / rec["path"], label, out, det, spec.clip)))
     return run_stage("scene-cut", root, jobs, _scene_cut_one, workers=cfg.workers,
                      progress=cfg.progress if progress is None else progress)

@@ -39,7 +39,8 @@ class StageSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "total": self.total, "done": self.done, "skipped": self.skipped,
-                "failed": self.failed, "upstream_failed": self.upstream_failed, "failures": dict(sorted(self.failures.items()))}
+                "failed": self.failed, "upstream_failed": self.upstream_failed,
+                "failures": dict(sorted(self.failures.items()))}
 
     def line(self) -> str:
         upstream = f", {self.upstream_failed} failed in an earlier stage" if self.upstream_failed else ""
@@ -118,7 +119,8 @@ def run_stage(
                     try:
                         status, value = fut.result()
                     except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
-                        status, value = "failed", (f"worker crashed: {type(e).__name__}: {e}".splitlines()[0], "transient")
+                        reason = f"worker crashed: {type(e).__name__}: {e}".splitlines()[0]
+                        status, value = "failed", (reason, "transient")
                     record(source_id, status, value)
                     advance()
     return summary

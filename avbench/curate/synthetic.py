@@ -343,7 +343,8 @@ def render_synthetic(
             end = min(audio.shape[1], int(round(until_s * sample_rate)))
             while a_next < end:
                 b = min(end, a_next + chunk)
-                frame = _audio_frame(av, audio[:, a_next:b], _AUDIO_SAMPLE_FORMAT[audio_codec], layout, sample_rate, a_next)
+                frame = _audio_frame(av, audio[:, a_next:b], _AUDIO_SAMPLE_FORMAT[audio_codec], layout,
+                                     sample_rate, a_next)
                 container.mux(astream.encode(frame))
                 a_next = b
 

@@ -131,7 +131,8 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     samples = parse_source(cfg.samples)
     reference = parse_source(cfg.reference) if cfg.reference else None
     i3d = I3DFeatures(fvd_profile, cfg.i3d_weights, device) if (cfg.fvd or cfg.kvd) else None
-    vgg = VGGishFeatures(cfg.vggish_weights, device, allow_random=cfg.allow_random_vggish, seed=cfg.seed) if cfg.fad else None
+    vgg = VGGishFeatures(cfg.vggish_weights, device, allow_random=cfg.allow_random_vggish, seed=cfg.seed,
+                         profile=fad_profile) if cfg.fad else None
     clap = None
     if cfg.clap:
         from avbench.metrics.clap import ClapScorer

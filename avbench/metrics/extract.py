@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from avbench.metrics import video_preprocess as vp
-from avbench.metrics.profiles import FVDProfile
+from avbench.metrics.profiles import FADProfile, FVDProfile
 
 
 def default_device() -> torch.device:
@@ -53,10 +53,12 @@ class VGGishFeatures:
     """VGGish embeddings; seeded random weights when no file is given (and the record says so)."""
 
     def __init__(self, weights_path: str | Path | None = None, device: torch.device | None = None,
-                 allow_random: bool = False, seed: int = 0):
+                 allow_random: bool = False, seed: int = 0, profile: FADProfile | None = None):
         from avbench.metrics import vggish, weights
+        from avbench.metrics.profiles import FAD_PROFILES
 
         self.device = device or default_device()
+        self.profile = profile or FAD_PROFILES["vggish"]
         self.random = False
         try:
             path, self.sha256 = weights.resolve("vggish", weights_path)
@@ -68,6 +70,13 @@ class VGGishFeatures:
             self.model = vggish.random_vggish(seed)
             self.random, self.sha256, self.weights_file = True, f"random-seed-{seed}", None
         self.model = self.model.to(self.device).eval()
+
+    def examples(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        """Log-mel examples of one clip under the FAD profile."""
+        from avbench.metrics.vggish import waveform_to_examples
+
+        p = self.profile
+        return waveform_to_examples(wave, sr, p.window_s, p.hop_s, p.peak_normalise)
 
     @torch.inference_mode()
     def __call__(self, examples: np.ndarray) -> np.ndarray:
@@ -87,8 +96,6 @@ class Extracted:
 def extract_features(clips: Iterable, *, i3d: I3DFeatures | None, vgg: VGGishFeatures | None,
                      batch_size: int = 16, progress=None, task=None, keep=None) -> Extracted:
     """Run the extractors over a clip stream in batches. `keep(clip)` may return data to retain per clip."""
-    from avbench.metrics import vggish as vg
-
     keys: list[str] = []
     video_feats: list[np.ndarray] = []
     audio_feats: list[np.ndarray] = []
@@ -109,7 +116,7 @@ def extract_features(clips: Iterable, *, i3d: I3DFeatures | None, vgg: VGGishFea
         if i3d is not None:
             vbatch.append(clip.frames)
         if vgg is not None:
-            abatch.append(vg.waveform_to_examples(clip.audio, clip.sample_rate))
+            abatch.append(vgg.examples(clip.audio, clip.sample_rate))
         if keep is not None:
             kept.append(keep(clip))
         flush()

@@ -39,9 +39,9 @@ class FADProfile:
     sample_rate: int = 16000
     resampler: str = "soxr-HQ"
     mono: str = "mean_of_channels"
-    window_s: float = 0.96
-    hop_s: float = 0.96
-    peak_normalise: bool = False
+    window_s: float | None = None  # None: whole clip framed into 0.96 s examples; else windows of this length
+    hop_s: float | None = None
+    peak_normalise: bool = False  # x / max(0.1, max|x|) per clip
     embedding: str = "vggish_128_preactivation_no_pca"
     pooling: str = "all_examples_of_all_files"
     ddof: int = 1
@@ -53,7 +53,10 @@ class FADProfile:
 
 
 FAD_PROFILES: dict[str, FADProfile] = {
+    # av-benchmark / audioldm_eval / fadtk convention: non-overlapping 0.96 s examples of each clip.
     "vggish": FADProfile(name="vggish"),
+    # google-research frechet_audio_distance defaults: 1 s windows every 0.5 s, peak-normalised input.
+    "google": FADProfile(name="google", window_s=1.0, hop_s=0.5, peak_normalise=True),
 }
 
 KVD_PROTOCOL = {

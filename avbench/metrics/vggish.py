@@ -57,8 +57,19 @@ def log_mel(wave: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.log(spec @ mel_matrix(num_bins=n_fft // 2 + 1, sr=sr) + LOG_OFFSET)
 
 
-def waveform_to_examples(wave: np.ndarray, sr: int) -> np.ndarray:
-    """Any rate/channels → [n, 1, 96, 64] float32 examples (mono by channel mean, soxr HQ to 16 kHz)."""
+def _examples_from_16k(wave: np.ndarray) -> np.ndarray:
+    mel = log_mel(wave)
+    n = len(mel) // EXAMPLE_FRAMES
+    return mel[: n * EXAMPLE_FRAMES].reshape(n, 1, EXAMPLE_FRAMES, NUM_BANDS).astype(np.float32)
+
+
+def waveform_to_examples(wave: np.ndarray, sr: int, window_s: float | None = None, hop_s: float | None = None,
+                         peak_normalise: bool = False) -> np.ndarray:
+    """Any rate/channels → [n, 1, 96, 64] float32 examples (mono by channel mean, soxr HQ to 16 kHz).
+
+    Default: the whole waveform cut into non-overlapping 0.96 s examples. With `window_s`/`hop_s` (the
+    `google` profile: 1 s windows every 0.5 s) each window is framed on its own, one example per 1 s.
+    """
     wave = np.asarray(wave, dtype=np.float64)
     if wave.ndim == 2:  # [samples, channels]
         wave = wave.mean(axis=1)
@@ -66,9 +77,13 @@ def waveform_to_examples(wave: np.ndarray, sr: int) -> np.ndarray:
         import soxr
 
         wave = soxr.resample(wave, sr, SAMPLE_RATE, quality="HQ")
-    mel = log_mel(wave)
-    n = len(mel) // EXAMPLE_FRAMES
-    return mel[: n * EXAMPLE_FRAMES].reshape(n, 1, EXAMPLE_FRAMES, NUM_BANDS).astype(np.float32)
+    if peak_normalise:
+        wave = wave / max(0.1, float(np.abs(wave).max(initial=0.0)))
+    if window_s is None:
+        return _examples_from_16k(wave)
+    win, hop = int(round(window_s * SAMPLE_RATE)), int(round((hop_s or window_s) * SAMPLE_RATE))
+    parts = [_examples_from_16k(wave[i : i + win]) for i in range(0, len(wave) - win + 1, hop)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1, EXAMPLE_FRAMES, NUM_BANDS), np.float32)
 
 
 class VGGish(nn.Module):
