@@ -97,8 +97,11 @@ def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
-        if any(r["step"] >= step for r in read_log(run)):
-            return
+        try:
+            if any(r["step"] >= step for r in read_log(run)):
+                return
+        except ValueError:  # caught a line half-written: look again
+            pass
         time.sleep(0.05)
     raise AssertionError(f"no step {step} within {timeout} s")
 
@@ -109,13 +112,15 @@ def test_sigterm_then_resume_gives_bitwise_identical_weights(demo_dataset, tmp_p
 
     steps = 8
     sets = FAST + ["log.every=1", "log.preview_every=0", "checkpoint.every=100", "data.epoch_batches=3",
-                   "model.overrides.dropout=0.1"]  # dropout: the per-step RNG must be restored too
+                   "model.overrides.dropout=0.1",  # dropout: the per-step RNG must be restored too
+                   "data.workers=2"]  # loader workers must survive the signal sent to the process group
     run = tmp_path / "killed"
     cmd = _avbench("train", "baseline", "--data", str(demo_dataset), "--config", "tiny", "--out", str(run),
                    "--max-steps", str(steps), "--no-progress", *_sets(sets))
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     _wait_for_step(run, 2, proc)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a shell or SLURM does: the trainer and its loader workers
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "checkpoint" in err and "--resume auto" in err

@@ -65,6 +65,10 @@ def test_overrides_parse_toml_values_and_reject_unknown_keys(tmp_path):
         load_config("tiny", ["optim.lrr=1"])
     with pytest.raises(ConfigError, match="wrong type"):
         load_config("tiny", ["train.max_steps=many"])
+    with pytest.raises(ConfigError, match="train.precision = 'fp8' is not one of bf16, fp16, fp32"):
+        load_config("tiny", ["train.precision=fp8"])
+    with pytest.raises(ConfigError, match="optim.grad_accum = 0 must be at least 1"):
+        load_config("tiny", ["optim.grad_accum=0"])
     with pytest.raises(ConfigError, match="no training config named 'nope'"):
         load_config("nope")
     bad = tmp_path / "bad.toml"

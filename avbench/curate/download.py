@@ -16,6 +16,11 @@ audio, too short); *transient* means it may (403/429, timeouts, resets, truncate
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from avbench.curate.partition import Partition
+
 import json
 import os
 import shutil
@@ -502,11 +507,13 @@ def _progress(show: bool):
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
-def ready_sources(root: str | Path) -> list[dict]:
+def ready_sources(root: str | Path, partition: "Partition | None" = None) -> list[dict]:
     """Records of the sources that are ok and present in the cache, sorted by source_id.
 
     When ROOT/lock.csv exists only its sources count: records of sources dropped from the spec since
     an earlier run stay on disk (nothing is deleted) but are not part of the dataset any more.
+    `partition` slices the lock file's ids (as `download` does), *then* keeps the ready ones, so every
+    stage of one SLURM array task works on the same sources whatever the others have finished.
     """
     root = Path(root)
     wanted: set[str] | None = None
@@ -514,6 +521,9 @@ def ready_sources(root: str | Path) -> list[dict]:
         from avbench.curate.resolve import read_lock
 
         wanted = {e.source_id for e in read_lock(root / "lock.csv")}
+    if partition is not None and partition.count > 1:
+        universe = wanted if wanted is not None else {p.stem for p in (root / "records").glob("*.json")}
+        wanted = set(partition.select(universe))
     out = []
     for p in sorted((root / "records").glob("*.json")):
         if wanted is not None and p.stem not in wanted:

@@ -462,7 +462,7 @@ def resample_sources(spec: DatasetSpec, root: str | Path, cfg: ResampleConfig = 
     from avbench.curate.stage import failure_path
 
     root = Path(root)
-    records = cfg.partition.select(ready_sources(root), key=lambda r: r["source_id"])
+    records = ready_sources(root, cfg.partition)
     jobs, upstream = [], 0
     for rec in records:
         sid = rec["source_id"]

@@ -185,10 +185,10 @@ def read_scenes_meta(root: Path, source_id: str) -> dict[str, Any]:
     return json.loads(pq.read_schema(scenes_path(root, source_id)).metadata[b"avbench"])
 
 
-def _ready(root: Path) -> list[dict]:
+def _ready(root: Path, partition: Partition) -> list[dict]:
     from avbench.curate.download import ready_sources
 
-    return ready_sources(root)
+    return ready_sources(root, partition)
 
 
 def scene_cut_sources(spec: DatasetSpec, root: str | Path, cfg: SceneCutConfig = SceneCutConfig(),
@@ -196,7 +196,7 @@ def scene_cut_sources(spec: DatasetSpec, root: str | Path, cfg: SceneCutConfig =
     """Run scene detection + the clip policy for every ready source of this partition (resumable)."""
     root = Path(root)
     det = effective_detection(spec.scenes, cfg)
-    records = cfg.partition.select(_ready(root), key=lambda r: r["source_id"])
+    records = _ready(root, cfg.partition)
     jobs = []
     for rec in records:
         out = scenes_path(root, rec["source_id"])

@@ -116,7 +116,25 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = "<config>") -> "TrainConfig":
-        return _build(cls, d, where, "")
+        cfg = _build(cls, d, where, "")
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "<config>") -> None:
+        choices = {"kind": (self.kind, ("baseline", "superres")),
+                   "train.precision": (self.train.precision, ("bf16", "fp16", "fp32")),
+                   "train.device": (self.train.device, ("auto", "cpu", "cuda")),
+                   "diffusion.schedule": (self.diffusion.schedule, ("linear", "cosine"))}
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{where}: {key} = {value!r} is not one of {', '.join(allowed)}")
+        positive = {"data.batch_size": self.data.batch_size, "data.frames": self.data.frames,
+                    "data.epoch_batches": self.data.epoch_batches, "optim.grad_accum": self.optim.grad_accum,
+                    "checkpoint.every": self.checkpoint.every, "log.every": self.log.every,
+                    "diffusion.steps": self.diffusion.steps}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{where}: {key} = {value} must be at least 1")
 
 
 def _build(cls: type, d: dict[str, Any], where: str, prefix: str):

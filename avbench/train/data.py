@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import functools
+import signal
 from typing import Callable, Iterable
 
 from avbench.train.config import TrainConfig
@@ -24,8 +26,21 @@ def shard_epochs(cfg: TrainConfig, dist: DistInfo) -> Callable[[int, int, int, i
         pin_memory=dist.device.type == "cuda",
     )
 
+    previous_init = loader.worker_init_fn
+    loader.worker_init_fn = functools.partial(_worker_init, previous_init)
+
     def make_epoch(epoch: int, seed: int, rank: int, world: int) -> Iterable:  # noqa: ARG001 - seeded above
         loader.set_epoch(epoch)
         return loader
 
     return make_epoch
+
+
+def _worker_init(previous, worker_id: int) -> None:
+    """Loader workers ignore the preemption signals. SLURM or a shell may signal the whole process group;
+    the trainer must finish its step and checkpoint, which needs its workers alive (they exit with it)."""
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    if previous is not None:
+        previous(worker_id)
