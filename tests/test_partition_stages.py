@@ -24,10 +24,11 @@ def _root_with(tmp_path, ids, ready):
 
 def test_partition_is_taken_over_the_lock_not_the_ready_set(tmp_path):
     ids = [f"synth-0-{k}" for k in range(4)]
-    # Task 0/2 owns ids 0 and 2 (round robin over the sorted lock); task 1/2 has downloaded only id 1 so far.
-    root = _root_with(tmp_path, ids, ready=[ids[0], ids[1], ids[2]])
+    # Task 0/2 owns ids 0 and 2 (round robin over the sorted lock); task 1/2 has downloaded only id 3 so far.
+    # Slicing the ready set instead would hand id 2 to task 1 and id 3 to task 0.
+    root = _root_with(tmp_path, ids, ready=[ids[0], ids[2], ids[3]])
     part0 = [r["source_id"] for r in ready_sources(root, Partition(0, 2))]
     part1 = [r["source_id"] for r in ready_sources(root, Partition(1, 2))]
     assert part0 == [ids[0], ids[2]]
-    assert part1 == [ids[1]]  # id 3 is not ready yet; nothing of task 0's slice leaks in
-    assert [r["source_id"] for r in ready_sources(root)] == ids[:3]
+    assert part1 == [ids[3]]
+    assert [r["source_id"] for r in ready_sources(root)] == [ids[0], ids[2], ids[3]]
