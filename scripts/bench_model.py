@@ -156,12 +156,11 @@ def main() -> None:
     model = MMUNet(cfg).to(device)
     fn = model
     if args.compile == "model":
-        import torch._dynamo
+        import torch._dynamo as dynamo  # `import torch._dynamo` would make `torch` local to main()
 
         # Graph breaks where window shifts are drawn leave each block kind compiled once per shape.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        torch._dynamo.config.accumulated_cache_size_limit = max(
-            torch._dynamo.config.accumulated_cache_size_limit, 512)
+        dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
+        dynamo.config.accumulated_cache_size_limit = max(dynamo.config.accumulated_cache_size_limit, 512)
         fn = torch.compile(model)
     elif args.compile == "blocks":
         model.compile_blocks()

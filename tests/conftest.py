@@ -86,3 +86,18 @@ def demo_dataset(demo_spec, tmp_path_factory) -> Path:
     counts = summary.shard.samples
     assert counts.get("64/train", 0) > 0 and counts.get("64/test", 0) > 0, counts
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the duration of a test.
+
+    Tiny models on a 2-core machine shared with other work: OpenMP threads spin-waiting on each other
+    made small forward passes 10-100x slower; one thread is faster and steadier. Restored afterwards.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,13 +13,7 @@ from avbench.models.state_dict import compare_to_listing, seeded_state_dict
 # Produced by the original MM-Diffusion code (see fixtures/mmdiffusion/README.md); committed with the tests.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mmdiffusion"
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small ops on a shared, loaded CPU: one thread avoids OpenMP oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

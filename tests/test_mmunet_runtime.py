@@ -8,13 +8,7 @@ from avbench.models.attention import window_index, windowed_cross_attention
 from avbench.models.mm_blocks import _reference_cross
 from avbench.models.state_dict import seeded_state_dict
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small ops on a shared, loaded CPU: one thread avoids OpenMP oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

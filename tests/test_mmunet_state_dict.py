@@ -8,12 +8,7 @@ from avbench.models.state_dict import (UnsafeCheckpointError, clean_state_dict, 
                                        safe_load, seeded_state_dict)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Evil:

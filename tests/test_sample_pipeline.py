@@ -23,8 +23,9 @@ FRAMES, SIZE, AUDIO = 4, 32, 6400
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Other test files run beside these on two cores; one thread keeps the tiny model fast and steady.
+def one_thread_for_module():
+    # Module scope on purpose: the module-scoped sample runs below must use the same thread count as the
+    # per-test reruns, since CPU reductions (and so the last bits of a sample) depend on it.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

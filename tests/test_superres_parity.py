@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from avbench.models.state_dict import seeded_state_dict
 from avbench.models.superres import AttentionBlock, SuperResConfig, SuperResUNet
 
 
@@ -21,30 +22,7 @@ from avbench.models.superres import AttentionBlock, SuperResConfig, SuperResUNet
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mmdiffusion"
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Small ops on a shared 2-core box: OpenMP threads spin-waiting on each other under load cost
-    # 10-100x; one thread is both faster and steadier here. Restored after each test.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def seeded_state_dict(model: torch.nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The fixtures' seeded-weight recipe (README): keys in plain string order, float64 draws."""
-    sd = model.state_dict()
-    for name in sorted(sd):
-        shape = sd[name].shape
-        x = torch.randn(shape, generator=generator, dtype=torch.float64)
-        if len(shape) >= 2:
-            x = x / math.sqrt(math.prod(shape[1:]))
-        elif name.endswith("weight"):
-            x = 1 + 0.1 * x
-        else:
-            x = 0.1 * x
-        sd[name] = x.float()
-    return sd
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def listing(model: torch.nn.Module) -> list[list]:
@@ -66,8 +44,8 @@ def test_small_config_parity_fp32_cpu():
     torch.manual_seed(0)
     model = SuperResUNet(SuperResConfig.fixture_small()).eval()
     assert listing(model) == json.loads((FIXTURES / "sr_small_state_dict_shapes.json").read_text())
-    g = torch.Generator().manual_seed(4321)
-    model.load_state_dict(seeded_state_dict(model, g), strict=True)
+    weights, g = seeded_state_dict(model.state_dict(), 4321)
+    model.load_state_dict(weights, strict=True)
     assert sum(p.numel() for p in model.parameters()) == 8_676_390
 
     data = np.load(FIXTURES / "sr_small_parity.npz")
@@ -109,7 +87,7 @@ def _naive_attention(block: AttentionBlock, x: torch.Tensor, legacy: bool) -> to
 def test_sdpa_attention_matches_explicit_softmax_for_both_head_layouts(order):
     cfg = SuperResConfig(model_channels=64, attention_order=order)
     block = AttentionBlock(128, num_heads=4, cfg=cfg)
-    block.load_state_dict(seeded_state_dict(block, torch.Generator().manual_seed(7)))
+    block.load_state_dict(seeded_state_dict(block.state_dict(), 7)[0])
     x = torch.randn(2, 128, 8, 8, generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         out = block(x)
@@ -152,7 +130,7 @@ def test_conv_resampling_and_additive_embedding_variant():
     assert shapes["input_blocks.2.0.op.weight"] == [32, 32, 3, 3]
     assert shapes["output_blocks.1.2.conv.weight"] == [64, 64, 3, 3]  # after the attention
     assert shapes["input_blocks.1.0.emb_layers.1.weight"] == [32, 128]  # out_channels, not 2x
-    model.load_state_dict(seeded_state_dict(model, torch.Generator().manual_seed(2)))
+    model.load_state_dict(seeded_state_dict(model.state_dict(), 2)[0])
     g = torch.Generator().manual_seed(3)
     x, low_res = torch.randn(1, 3, 16, 16, generator=g), torch.randn(1, 3, 8, 8, generator=g)
     with torch.no_grad():

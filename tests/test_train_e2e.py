@@ -41,14 +41,6 @@ def _avbench(*args: str) -> list[str]:
     return [sys.executable, "-m", "avbench", *args]
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_cli_tiny_run_learns_writes_checkpoint_preview_and_samples(demo_dataset, tmp_path, one_thread):
     run = tmp_path / "run"
     args = ["train", "baseline", "--data", str(demo_dataset), "--config", "tiny", "--out", str(run),

@@ -20,15 +20,6 @@ SMALL = ["data.frames=4", "data.batch_size=2", "model.overrides.model_channels=8
          "log.preview_every=0", "log.tensorboard=false", "checkpoint.every=1000", "optim.warmup_steps=2"]
 
 
-@pytest.fixture
-def one_thread():
-    """Two-core CI shared with other work: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def synthetic_epochs(cfg: TrainConfig):
     """Batches that are a pure function of (seed, rank, epoch, index): a stand-in for the shard loader."""
     f, b = cfg.data.frames, cfg.data.batch_size
