@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from avbench.models.superres import SuperResConfig, SuperResUNet
-from test_superres_parity import _single_thread, seeded_state_dict  # noqa: F401 (autouse fixture)
+from avbench.models.state_dict import seeded_state_dict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0, **overrides) -> SuperResUNet:
@@ -15,7 +17,7 @@ def tiny_model(seed: int = 0, **overrides) -> SuperResUNet:
     model = SuperResUNet(cfg)
     # Seeded non-zero weights: the default init zeroes every output projection, which would make
     # the whole network output 0 and every comparison below vacuous.
-    model.load_state_dict(seeded_state_dict(model, torch.Generator().manual_seed(seed)))
+    model.load_state_dict(seeded_state_dict(model.state_dict(), seed)[0])
     return model
 
 
