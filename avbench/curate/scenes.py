@@ -90,17 +90,24 @@ def detect_cuts(path: str | Path, det: SceneDetection) -> tuple[list[float], flo
     return cuts, end
 
 
-def apply_clip_policy(cuts: list[float], end: float, policy: ClipPolicy) -> list[tuple[float, float, int]]:
-    """Scenes between cuts → `(start, end, scene_index)` spans that follow the clip policy."""
+def apply_clip_policy(cuts: list[float], end: float, policy: ClipPolicy,
+                      keep: list[tuple[float, float]] | None = None) -> list[tuple[float, float, int]]:
+    """Scenes between cuts → `(start, end, scene_index)` spans that follow the clip policy.
+
+    `keep` (a `youtube` source's `ranges` in the spec) restricts the spans to those time ranges; the
+    skip-start rule still applies inside them.
+    """
     bounds = [0.0, *cuts, end]
+    windows = sorted((float(a), float(b)) for a, b in keep) if keep else [(0.0, end)]
     spans = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
-        a = max(a, policy.skip_start_s)
-        if b - a < policy.min_clip_s:
-            continue
-        parts = max(1, math.ceil((b - a) / policy.max_clip_s - 1e-9))
-        step = (b - a) / parts
-        spans.extend((a + k * step, a + (k + 1) * step if k < parts - 1 else b, i) for k in range(parts))
+    for i, (a0, b0) in enumerate(zip(bounds, bounds[1:])):
+        for r0, r1 in windows:
+            a, b = max(a0, r0, policy.skip_start_s), min(b0, r1)
+            if b - a < policy.min_clip_s:
+                continue
+            parts = max(1, math.ceil((b - a) / policy.max_clip_s - 1e-9))
+            step = (b - a) / parts
+            spans.extend((a + k * step, a + (k + 1) * step if k < parts - 1 else b, i) for k in range(parts))
     return spans
 
 
@@ -132,6 +139,7 @@ class _Job:
     out: Path
     detection: SceneDetection
     clip: ClipPolicy
+    keep: tuple[tuple[float, float], ...] | None = None  # the source's time ranges, if the spec gives any
 
 
 def _scene_cut_one(job: _Job) -> dict[str, Any]:
@@ -146,7 +154,7 @@ def _scene_cut_one(job: _Job) -> dict[str, Any]:
         raise SourceError(f"{label}: too short ({duration:.2f} s of video, one clip needs "
                           f"{job.clip.min_clip_s} s); drop it")
     cuts, end = detect_cuts(job.path, job.detection)
-    spans = apply_clip_policy(cuts, end, job.clip)
+    spans = apply_clip_policy(cuts, end, job.clip, list(job.keep) if job.keep else None)
     params = json.dumps(detector_params(job.detection), sort_keys=True)
     version = scenedetect.__version__
     table = pd.DataFrame({
@@ -164,7 +172,8 @@ def _scene_cut_one(job: _Job) -> dict[str, Any]:
                                     "scenedetect_version": version, "cuts": cuts, "video_end": end,
                                     "clip_policy": {"skip_start_s": job.clip.skip_start_s,
                                                     "max_clip_s": job.clip.max_clip_s,
-                                                    "min_clip_s": job.clip.min_clip_s}},
+                                                    "min_clip_s": job.clip.min_clip_s},
+                                    "ranges": [list(r) for r in job.keep] if job.keep else None},
                                    sort_keys=True).encode()}
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta})
     with atomic_path(job.out) as tmp:
@@ -201,6 +210,8 @@ def scene_cut_sources(spec: DatasetSpec, root: str | Path, cfg: SceneCutConfig =
     for rec in records:
         out = scenes_path(root, rec["source_id"])
         label = f"{rec['path']} ({rec['source_id']})"
-        jobs.append((rec["source_id"], out, _Job(rec["source_id"], root / rec["path"], label, out, det, spec.clip)))
+        keep = tuple((float(a), float(b)) for a, b in rec["ranges"]) if rec.get("ranges") else None
+        jobs.append((rec["source_id"], out,
+                     _Job(rec["source_id"], root / rec["path"], label, out, det, spec.clip, keep)))
     return run_stage("scene-cut", root, jobs, _scene_cut_one, workers=cfg.workers,
                      progress=cfg.progress if progress is None else progress)

@@ -68,11 +68,8 @@ class _Sample:
 
 
 def _ready_sources(root: Path) -> list[dict]:
-    try:
-        from avbench.curate.download import ready_sources
-    except ImportError:  # download helper absent: read the record contract directly
-        records = [json.loads(p.read_text()) for p in sorted((root / "records").glob("[!.]*.json"))]
-        return [r for r in records if r.get("status") == "ok"]
+    from avbench.curate.download import ready_sources
+
     return ready_sources(root)
 
 
