@@ -135,13 +135,14 @@ def build_cmd(
     finishes the job with the same bytes. Failed sources are listed with their reason; the build goes on.
     """
     from avbench.curate.build import BuildConfig, build_dataset
+    from avbench.curate.resolve import ResolveError
 
     _load(spec, partition)  # validate early: one clear line instead of a traceback
     cfg = BuildConfig(spec=spec, root=root, lock=lock, partition=partition, workers=workers, jobs=jobs,
                       progress=progress)
     try:
         summary = build_dataset(cfg)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ResolveError) as e:  # bad spec/lock, or a search that cannot run
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     for stage, failures in summary.failures.items():
