@@ -26,3 +26,16 @@ def test_unreachable_hub_is_one_line_error(tmp_path):
     first = res.stderr.strip().splitlines()[0]
     assert first.startswith("error:") and "could not be resolved" in first
     assert not (tmp_path / "root" / "lock.csv").exists()  # a partial lock would pin a smaller dataset
+
+
+def test_stages_refuse_a_root_without_downloads(tmp_path):
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+
+    missing = tmp_path / "typo"
+    for stage in ("scene-cut", "resample", "shard"):
+        res = CliRunner().invoke(app, [stage, "demo", "--root", str(missing)])
+        assert res.exit_code == 2, (stage, res.output)
+        assert "no download records" in res.output and "avbench download demo" in res.output
+    assert not missing.exists()  # nothing written into a mistyped root

@@ -28,6 +28,14 @@ def _load(spec: str, partition: str):
         raise typer.Exit(2) from None
 
 
+def _require_downloads(root: Path, spec: str) -> None:
+    """Later stages read ROOT/records/: without it the root is a typo or a download that never ran."""
+    if not (Path(root) / "records").is_dir():
+        typer.secho(f"error: {root}: no download records (records/); run `avbench download {spec} --root {root}` "
+                    "first, or check the --root path", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
 def scene_cut_cmd(
     spec: str = typer.Argument(..., help="Dataset spec: a path to a .toml or a name in manifests/ (e.g. demo)."),
     root: Path = typer.Option(..., "--root", help="Dataset root (records/ and sources/ from `avbench download`)."),
@@ -44,6 +52,7 @@ def scene_cut_cmd(
     from avbench.curate.scenes import SceneCutConfig, scene_cut_sources
 
     spec_obj, part = _load(spec, partition)
+    _require_downloads(root, spec)
     cfg = SceneCutConfig(workers=workers, partition=part, detector=detector, threshold=threshold, progress=progress)
     try:
         summary = scene_cut_sources(spec_obj, root, cfg)
@@ -68,6 +77,7 @@ def resample_cmd(
     from avbench.curate.resample import ResampleConfig, resample_sources
 
     spec_obj, part = _load(spec, partition)
+    _require_downloads(root, spec)
     _report(resample_sources(spec_obj, root, ResampleConfig(workers=workers, partition=part, progress=progress)))
 
 
@@ -86,6 +96,7 @@ def shard_cmd(
     from avbench.curate.shard import ShardConfig, shard_dataset
 
     spec_obj, _ = _load(spec, "0/1")
+    _require_downloads(root, spec)
     cfg = ShardConfig(sizes=tuple(size) if size else None, samples_per_shard=samples_per_shard)
     with _shard_progress(progress) as bar:
         summary = shard_dataset(spec_obj, root, cfg, progress=bar)
