@@ -81,3 +81,17 @@ def make_root(root: Path, sources: dict[str, list[int]], sizes=(32,), filtered: 
             t += n / FPS
         atomic_write_json(clip_dir / "clips.json", {"source_id": sid, "clips": clips})
     return root
+
+
+def make_sharded_root(root: Path, sources: dict[str, list[int]], *, seed: int, samples_per_shard: int) -> Path:
+    """`make_root` + `avbench shard` with every clip in the train split (32 px, fixed salt)."""
+    from avbench.curate.shard import shard_dataset
+    from avbench.curate.spec import parse_spec
+
+    make_root(root, sources)
+    spec = parse_spec({"name": "t", "description": "sharded test root", "target_hours": 0.01,
+                       "sources": [{"kind": "synthetic", "count": len(sources), "seed": seed}],
+                       "output": {"sizes": [32], "samples_per_shard": samples_per_shard},
+                       "split": {"train": 1.0, "val": 0.0, "test": 0.0, "salt": "x"}})
+    shard_dataset(spec, root)
+    return root

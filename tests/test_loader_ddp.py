@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 import torch.multiprocessing as mp
 
-from avbench.curate.shard import shard_dataset
-from avbench.curate.spec import parse_spec
-from shardkit import make_root
+from shardkit import make_sharded_root
 
 SOURCES = {**{f"synth-9-{i}": [16, 16, 16] for i in range(4)}, "synth-9-4": [16]}  # 13 clips
 
@@ -53,13 +51,7 @@ def _rank_main(rank: int, world: int, port: int, root: str, out: str) -> None:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    r = make_root(tmp_path_factory.mktemp("ddp"), SOURCES)
-    spec = parse_spec({"name": "t", "description": "ddp", "target_hours": 0.01,
-                       "sources": [{"kind": "synthetic", "count": 5, "seed": 9}],
-                       "output": {"sizes": [32], "samples_per_shard": 3},
-                       "split": {"train": 1.0, "val": 0.0, "test": 0.0, "salt": "x"}})
-    shard_dataset(spec, r)
-    return r
+    return make_sharded_root(tmp_path_factory.mktemp("ddp"), SOURCES, seed=9, samples_per_shard=3)
 
 
 def test_two_gloo_ranks_get_disjoint_eval_data_and_equal_batch_counts(root, tmp_path):

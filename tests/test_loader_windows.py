@@ -8,24 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from avbench.curate.shard import shard_dataset
-from avbench.curate.spec import parse_spec
 from avbench.data import WindowConfig, WindowDataset, make_loader
 from avbench.data.decode import decode_video_window
-from shardkit import encode_clip_mp4, level, make_root
+from shardkit import encode_clip_mp4, level, make_sharded_root
 
 SOURCES = {f"synth-5-{i}": [45, 16, 33] for i in range(4)}  # 45 frames: windows cross several 10-frame GOPs
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    r = make_root(tmp_path_factory.mktemp("loader"), SOURCES)
-    spec = parse_spec({"name": "t", "description": "loader", "target_hours": 0.01,
-                       "sources": [{"kind": "synthetic", "count": 4, "seed": 5}],
-                       "output": {"sizes": [32], "samples_per_shard": 2},
-                       "split": {"train": 1.0, "val": 0.0, "test": 0.0, "salt": "x"}})
-    shard_dataset(spec, r)
-    return r
+    return make_sharded_root(tmp_path_factory.mktemp("loader"), SOURCES, seed=5, samples_per_shard=2)
 
 
 def _frame_levels(video: torch.Tensor) -> list[int]:
