@@ -6,8 +6,9 @@ Choices (all fixed, recorded in the protocol):
 - video peaks: dense Farneback optical flow (OpenCV; pyr_scale 0.5, 3 levels, window 15, 3 iterations,
   poly_n 5, poly_sigma 1.2) between consecutive grey frames; the mean flow magnitude of pair (k, k+1) is
   placed at time (k+1)/fps; peaks are strict interior local maxima of that series;
-- an audio peak is a hit when a video peak lies within ±1/fps (one frame); audio and video peaks are
-  matched one to one (nearest first), so IoU stays ≤ 1 (TempoTokens' count can exceed 1);
+- an audio peak a is a hit when a video peak v has v − 1/fps < a < v + 1/fps (TempoTokens' open window);
+  audio and video peaks are matched one to one (nearest first), so IoU stays ≤ 1 (TempoTokens' count
+  can exceed 1);
 - IoU = hits / (|audio peaks| + |video peaks| − hits); a clip with no peaks on either side has no score
   and is left out of the mean (the count of scored clips is recorded).
 """
@@ -19,7 +20,7 @@ import numpy as np
 PROTOCOL = {
     "audio_peaks": "librosa.onset.onset_detect(defaults, native rate)",
     "video_peaks": "farneback(0.5,3,15,3,5,1.2) mean magnitude, interior local maxima, time=(k+1)/fps",
-    "tolerance": "1 frame, one-to-one matching",
+    "tolerance": "open window v-1/fps < a < v+1/fps, one-to-one matching",
     "score": "hits/(|A|+|V|-hits), mean over clips with any peak",
 }
 
@@ -62,7 +63,8 @@ def iou_score(audio_peaks: np.ndarray, video_peaks: np.ndarray, fps: float) -> f
     free = sorted(v.tolist())
     hits = 0
     for t in sorted(a.tolist()):
-        near = [u for u in free if abs(u - t) <= 1.0 / fps + 1e-9]
+        # TempoTokens' open window written as it does, so boundary cases round the same way.
+        near = [u for u in free if u - 1.0 / fps < t < u + 1.0 / fps]
         if near:
             free.remove(min(near, key=lambda u: abs(u - t)))
             hits += 1

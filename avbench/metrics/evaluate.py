@@ -172,7 +172,7 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     reference_cache = None
     if reference is not None:
         base_key = {"source": content_hash(reference), "kind": reference.kind, "clip_count": cfg.num_clips,
-                    "frames": frames, "format": 1}
+                    "frames": frames, "format": 2}  # 2: peak normalisation, 64-px letterbox and resize fixed
         keys = {}
         if i3d is not None:
             keys["i3d"] = {**base_key, "metric": "i3d", "profile": fvd_profile.to_dict(), "weights_sha256": i3d.sha256}

@@ -82,7 +82,9 @@ class VGGishFeatures:
     def __call__(self, examples: np.ndarray) -> np.ndarray:
         if len(examples) == 0:
             return np.zeros((0, 128))
-        return self.model(torch.from_numpy(examples).to(self.device)).double().cpu().numpy()
+        # As for I3D: cuDNN convolutions default to TF32 on Ampere+ GPUs, which would move the embeddings.
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            return self.model(torch.from_numpy(examples).to(self.device)).double().cpu().numpy()
 
 
 @dataclass

@@ -41,7 +41,7 @@ class FADProfile:
     mono: str = "mean_of_channels"
     window_s: float | None = None  # None: whole clip framed into 0.96 s examples; else windows of this length
     hop_s: float | None = None
-    peak_normalise: bool = False  # x / max(0.1, max|x|) per clip
+    peak_normalise: bool = False  # x / max(0.1, max x) per clip (signed max, as google-research)
     embedding: str = "vggish_128_preactivation_no_pca"
     pooling: str = "all_examples_of_all_files"
     ddof: int = 1

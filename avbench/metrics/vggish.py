@@ -78,7 +78,8 @@ def waveform_to_examples(wave: np.ndarray, sr: int, window_s: float | None = Non
 
         wave = soxr.resample(wave, sr, SAMPLE_RATE, quality="HQ")
     if peak_normalise:
-        wave = wave / max(0.1, float(np.abs(wave).max(initial=0.0)))
+        # google-research `AudioSetModel.extract_features`: np.amax of the signed samples, not of |x|.
+        wave = wave / max(0.1, float(wave.max(initial=0.0)))
     if window_s is None:
         return _examples_from_16k(wave)
     win, hop = int(round(window_s * SAMPLE_RATE)), int(round((hop_s or window_s) * SAMPLE_RATE))

@@ -51,7 +51,8 @@ def short_side_center_crop(frames: torch.Tensor, size: int = 224, mode: str = "b
     n, t, h, w, _ = frames.shape
     x = _to_nchw(frames) / 255.0
     scale = size / min(h, w)
-    th, tw = math.ceil(h * scale), math.ceil(w * scale)
+    # The short side is set to `size` exactly: ⌈h·(size/h)⌉ is size+1 for some h (100, 200, …) in floats.
+    th, tw = (size, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), size)
     x = F.interpolate(x, size=(th, tw), mode=mode, align_corners=False)
     top, left = (th - size) // 2, (tw - size) // 2
     x = x[..., top : top + size, left : left + size]
@@ -59,10 +60,15 @@ def short_side_center_crop(frames: torch.Tensor, size: int = 224, mode: str = "b
 
 
 def to_square_uint8(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """MM-Diffusion evaluates 64×64 clips: short side → size (bicubic) + centre crop, back to uint8."""
+    """MM-Diffusion's 64×64 loader (`MultimodalDataset.process_video`): fit inside size×size keeping the
+    aspect ratio (⌊side·ratio⌋, bicubic), then pad with black, the odd pixel at the bottom/right; uint8."""
     n, t, h, w, _ = frames.shape
     if (h, w) == (size, size):
         return frames
-    x = short_side_center_crop(frames, size, mode="bicubic")  # [-1, 1], [N, 3, T, S, S]
-    x = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 4, 1).contiguous()
+    ratio = min(size / h, size / w)
+    nh, nw = int(h * ratio), int(w * ratio)
+    x = F.interpolate(_to_nchw(frames), size=(nh, nw), mode="bicubic", align_corners=False)
+    x = x.round().clamp(0, 255).to(torch.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    x = F.pad(x, (left, size - nw - left, top, size - nh - top))
+    return x.permute(0, 2, 3, 1).reshape(n, t, size, size, 3).contiguous()
