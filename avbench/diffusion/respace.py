@@ -17,9 +17,11 @@ def space_timesteps(num_train_steps: int, spec: int | str) -> list[int]:
     `spec` forms:
       - `N` or `"N"`: N timesteps evenly spread over [0, T-1], both ends included (the first step starts
         from the noisiest timestep, the last one denoises from t = 0);
-      - `"ddimN"`: the stride-T//N grid 0, T//N, … used by DDIM and guided-diffusion's `ddimN`;
+      - `"ddimN"`: guided-diffusion's `ddimN`: the grid 0, s, 2s, … with the smallest integer stride s that
+        gives exactly N timesteps (s = T/N when N divides T; for T = 1000, `ddim30` has stride 34). Where no
+        integer stride gives N (e.g. 300 of 1000), the first N points of the stride-T//N grid;
       - `"a,b,c"`: guided-diffusion sections: the range is cut into equal parts and part k gets its own
-        evenly spread count.
+        evenly spread count (a section of count 1 keeps its first timestep, as guided-diffusion does).
     """
     T = int(num_train_steps)
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
@@ -29,6 +31,9 @@ def space_timesteps(num_train_steps: int, spec: int | str) -> list[int]:
         n = int(spec[4:])
         if not 1 <= n <= T:
             raise ValueError(f"cannot take {n} DDIM steps out of {T} training steps")
+        for stride in range(1, T):
+            if len(range(0, T, stride)) == n:
+                return list(range(0, T, stride))
         stride = T // n
         return [i * stride for i in range(n)]
     counts = [int(c) for c in spec.split(",")]
@@ -36,7 +41,7 @@ def space_timesteps(num_train_steps: int, spec: int | str) -> list[int]:
     out, start = [], 0
     for k, count in enumerate(counts):
         length = size + (1 if k < extra else 0)
-        out += _even(start, length, count)
+        out += [start] if count == 1 and length >= 1 else _even(start, length, count)
         start += length
     return out
 

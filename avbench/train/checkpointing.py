@@ -3,7 +3,7 @@
 Layout under the run directory:
 
     RUN/checkpoints/ckpt-00005000.pt   training state (model, EMA, optimizer, scheduler, scaler, step,
-                                       RNG states of every rank, data position, config, diffusion)
+                                       RNG states and data positions of every rank, config, diffusion)
     RUN/model.pt                       the latest sampling checkpoint (`avbench sample --checkpoint`)
 
 A file only ever appears under its final name complete (temp file + fsync + rename), so "the newest

@@ -90,6 +90,9 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, data_pos, nonfinite_total = state["step"], state["data"], state["nonfinite_total"]
+        # Ranks' streams part ways when a loader failure ends an epoch early on one rank only.
+        if len(state.get("data_ranks") or []) == dist.world_size:
+            data_pos = state["data_ranks"][dist.rank]
         rng = state["rng"]
         if len(rng) == dist.world_size:
             ckpt.set_rng_state(rng[dist.rank])
@@ -296,10 +299,11 @@ def _save_checkpoint(cfg, run, dist, model, model_cfg, ema, opt, sched, scaler, 
                      nonfinite_total, log, reason) -> Path:
     """All ranks take part (RNG states are gathered); only rank 0 writes."""
     rng = ckpt.rng_state()
-    rngs = [rng]
+    rngs, positions = [rng], [data_pos]
     if dist.enabled:
-        rngs = [None] * dist.world_size
+        rngs, positions = [None] * dist.world_size, [None] * dist.world_size
         torch.distributed.all_gather_object(rngs, rng)
+        torch.distributed.all_gather_object(positions, data_pos)
     path = ckpt.checkpoint_path(run, step)
     if dist.is_main:
         state = {
@@ -313,6 +317,7 @@ def _save_checkpoint(cfg, run, dist, model, model_cfg, ema, opt, sched, scaler, 
             "scaler": scaler.state_dict(),
             "rng": rngs,
             "data": data_pos,
+            "data_ranks": positions,  # every rank's own stream position (rank 0's is `data`)
             "nonfinite_total": nonfinite_total,
             "config": cfg.to_dict(),
             "model_config": model_cfg.to_dict(),
