@@ -22,7 +22,8 @@ def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Pat
     """Yield a temporary path next to `final`; on clean exit fsync it and rename it to `final`.
 
     On an exception the temporary file is removed and `final` is left untouched. The temporary name
-    starts with `.tmp-` so globbing `*.ext` never picks it up.
+    starts with `.tmp-`; note that pathlib's `glob("*.ext")` on Python 3.11 still matches dot files, so
+    readers that glob for completed files use `[!.]*.ext`. A `kill -9` can leave such a file behind.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

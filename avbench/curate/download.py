@@ -334,6 +334,7 @@ def fetch_one(entry: SourceEntry, cfg: DownloadConfig, min_duration_s: float) ->
     work = root / ".tmp" / entry.source_id
     work.mkdir(parents=True, exist_ok=True)
     keep_work = False
+    path = None
     try:
         if entry.kind == "synthetic":
             path, meta = _fetch_synthetic(entry, work)
@@ -366,6 +367,10 @@ def fetch_one(entry: SourceEntry, cfg: DownloadConfig, min_duration_s: float) ->
             msg = f"{entry.url}: {msg}"
         rec.update(status="failed", error_class=cls, error=msg)
         keep_work = cls == TRANSIENT  # a partial download resumes from its `.part` next time
+        if isinstance(e, MediaRejected) and path is not None:
+            # yt-dlp finished this file and would reuse it ("already downloaded"); the probe says it is
+            # bad, so the next attempt must fetch it again
+            path.unlink(missing_ok=True)
     atomic_write_json(record_path(root, entry.source_id), rec)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -522,10 +527,11 @@ def ready_sources(root: str | Path, partition: "Partition | None" = None) -> lis
 
         wanted = {e.source_id for e in read_lock(root / "lock.csv")}
     if partition is not None and partition.count > 1:
-        universe = wanted if wanted is not None else {p.stem for p in (root / "records").glob("*.json")}
+        universe = wanted if wanted is not None else {p.stem for p in (root / "records").glob("[!.]*.json")}
         wanted = set(partition.select(universe))
     out = []
-    for p in sorted((root / "records").glob("*.json")):
+    # "[!.]": pathlib's "*" matches dot files, and a kill -9 can leave atomic_path's .tmp-* copy behind
+    for p in sorted((root / "records").glob("[!.]*.json")):
         if wanted is not None and p.stem not in wanted:
             continue
         try:

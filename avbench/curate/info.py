@@ -43,7 +43,7 @@ def root_info(root: str | Path) -> RootInfo:
                 "source_id": e.source_id, "kind": e.kind, "status": "pending", "error_class": None,
                 "duration_s": e.duration_s, "bytes": None, "title": e.title, "error": None, "attempts": 0,
             }
-    for p in sorted((root / "records").glob("*.json")):
+    for p in sorted((root / "records").glob("[!.]*.json")):
         rec = _json(p)
         if not isinstance(rec, dict) or "source_id" not in rec:
             continue
@@ -51,7 +51,7 @@ def root_info(root: str | Path) -> RootInfo:
                                    ("source_id", "kind", "status", "error_class", "duration_s", "bytes", "title", "error", "attempts")}
     info = RootInfo(root=root, rows=[by_id[k] for k in sorted(by_id)])
 
-    scenes = list((root / "scenes").glob("*.parquet"))
+    scenes = list((root / "scenes").glob("[!.]*.parquet"))
     clip_dirs = [d for d in (root / "clips").glob("*") if d.is_dir()]
     clips_done = [d for d in clip_dirs if (d / "clips.json").exists()]
     n_clips = 0

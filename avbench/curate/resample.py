@@ -141,6 +141,12 @@ class _AudioTrack:
             self.started_at = float(t)
             self.resampler = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality=SOXR_QUALITY)
         at = round((t - self.origin) * self.in_rate)
+        # Containers with coarse time bases (Matroska/WebM and FLV: 1 ms) round every frame's pts, e.g.
+        # 1024 samples at 44.1 kHz are 23.22 ms; a deviation within one time-base unit is that rounding,
+        # not a gap or an overlap, so the frame follows on (the next pts corrects any drift).
+        tol = math.ceil(Fraction(frame.time_base) * self.in_rate) if frame.time_base else 0
+        if self.next_in > 0 and abs(at - self.next_in) <= tol:
+            at = self.next_in
         if at > self.next_in:  # a gap in the stream (or the front padding): silence
             if self.next_in > 0:
                 self.gaps += 1

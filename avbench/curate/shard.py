@@ -205,9 +205,15 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
         if not (clip_dir / "clips.json").exists():
             summary.sources_missing_clips.append(sid)
             continue
+        processing, clips = read_clip_table(clip_dir)
+        made_from, now = processing.get("source_sha256"), rec.get("sha256")
+        if made_from and now and made_from != now:  # re-downloaded since: the clips are of other bytes
+            summary.clip_errors.append(
+                f"{clip_dir / 'clips.json'}: made from source {made_from[:12]}, but records/{sid}.json now has "
+                f"{now[:12]}; delete scenes/{sid}.parquet and clips/{sid}/, then rerun scene-cut and resample")
+            continue
         st["sources"] += 1
         st["hours_in"] += float(rec.get("duration_s") or 0.0) / 3600.0
-        processing, clips = read_clip_table(clip_dir)
         detector = _scene_detector(root, sid)
         for clip in clips:
             key = clip["key"]
