@@ -197,6 +197,10 @@ def test_resume_refuses_a_different_model(tmp_path, one_thread):
     other = load_config("tiny", SMALL + ["train.max_steps=2", "model.overrides.model_channels=16"])
     with pytest.raises(ValueError, match="trained with model"):
         train(other, tmp_path / "run", make_epoch=synthetic_epochs(other), console=False)
+    # the weights would load at another clip length, so the data shape is checked explicitly
+    longer = load_config("tiny", SMALL + ["train.max_steps=2", f"data.frames={cfg.data.frames * 2}"])
+    with pytest.raises(ValueError, match="trained with data.frames"):
+        train(longer, tmp_path / "run", make_epoch=synthetic_epochs(longer), console=False)
 
 
 def test_superres_tiny_trains_and_exports(tmp_path, one_thread):

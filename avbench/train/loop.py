@@ -284,15 +284,22 @@ class _Window:
         return out
 
 
+# The data shapes the network was trained on: the weights load at any shape, so check them explicitly.
+_SHAPE_KEYS = ("frames", "size", "low_res", "sr_frames_per_clip")
+
+
 def _check_compatible(cfg: TrainConfig, saved: dict[str, Any], path) -> None:
     now = cfg.to_dict()
+    fix = f"use the run's own config ({path.parent.parent}/config.toml) or a new --out directory"
     for section in ("kind", "model", "diffusion"):
         if now[section] != saved.get(section):
-            raise ValueError(
-                f"--resume {path}: the checkpoint was trained with {section} = {saved.get(section)!r} but the "
-                f"config now says {now[section]!r}; use the run's own config ({path.parent.parent}/config.toml) "
-                "or a new --out directory"
-            )
+            raise ValueError(f"--resume {path}: the checkpoint was trained with {section} = "
+                             f"{saved.get(section)!r} but the config now says {now[section]!r}; {fix}")
+    saved_data = saved.get("data") or {}
+    for key in _SHAPE_KEYS:
+        if key in saved_data and now["data"][key] != saved_data[key]:
+            raise ValueError(f"--resume {path}: the checkpoint was trained with data.{key} = {saved_data[key]!r} "
+                             f"but the config now says {now['data'][key]!r}; {fix}")
 
 
 def _save_checkpoint(cfg, run, dist, model, model_cfg, ema, opt, sched, scaler, step, data_pos,
