@@ -55,15 +55,12 @@ def test_aligned_clicks_score_higher_than_shifted_ones():
 
 def test_eval_command_scores_av_align_without_a_reference(tmp_path):
     import json
-    import sys
-    from pathlib import Path
 
     from typer.testing import CliRunner
 
     from avbench.cli import app
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_metrics_eval import make_sample_folder
+    from support.evalkit import make_sample_folder
 
     gen = make_sample_folder(tmp_path / "gen", 2, "a")
     res = CliRunner().invoke(app, ["eval", "--samples", str(gen), "--av-align", "--results-dir", str(tmp_path / "r"),

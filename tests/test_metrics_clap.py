@@ -69,15 +69,12 @@ def test_scorer_with_a_tiny_local_model(tmp_path):
 def test_eval_command_reads_prompts_and_scores_clap(tmp_path):
     pytest.importorskip("transformers", reason="CLAP is an optional extra: pip install 'avbench[clap]'")
     import json
-    import sys
-    from pathlib import Path
 
     from typer.testing import CliRunner
 
     from avbench.cli import app
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_metrics_eval import make_sample_folder
+    from support.evalkit import make_sample_folder
 
     gen = make_sample_folder(tmp_path / "gen", 2, "a")  # samples.json carries one prompt per sample
     d = _tiny_clap_folder(tmp_path / "clap")

@@ -2,76 +2,15 @@
 
 import csv
 import json
-from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from typer.testing import CliRunner
 
 from avbench.cli import app
 from avbench.metrics import leaderboard, weights
 
-FPS, SR = 10, 16000
-
-
-def write_av_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, sr: int = SR) -> None:
-    """H.264 + AAC mp4 (one encoder thread, so the bytes are reproducible)."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        vs.codec_context.thread_count = 1
-        vs.options = {"crf": "18"}
-        st = out.add_stream("aac", rate=sr)
-        st.layout = "mono"
-        for f in frames:
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
-        a = audio.astype(np.float32)[None]
-        af = av.AudioFrame.from_ndarray(a, format="fltp", layout="mono")
-        af.sample_rate, af.pts, af.time_base = sr, 0, Fraction(1, sr)
-        for pkt in st.encode(af):
-            out.mux(pkt)
-        for pkt in st.encode():
-            out.mux(pkt)
-
-
-def make_clip(seed: int, style: str, size: int = 32, frames: int = 16):
-    """A moving blob over a background; `style` changes the distribution (colour, speed, tone)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    speed = 1.0 if style == "a" else 3.0
-    colour = np.array([220, 60, 60]) if style == "a" else np.array([40, 200, 90])
-    cx, cy = rng.uniform(6, size - 6, 2)
-    out = np.zeros((frames, size, size, 3), np.uint8)
-    for t in range(frames):
-        x0 = (cx + speed * t) % size
-        blob = np.exp(-((xx - x0) ** 2 + (yy - cy) ** 2) / 20.0)[..., None]
-        bg = 40 + 30 * np.sin(yy / 5.0 + seed)[..., None]
-        out[t] = np.clip(bg + blob * colour + rng.normal(0, 4, (size, size, 3)), 0, 255).astype(np.uint8)
-    n = frames * SR // FPS
-    tone = 300.0 if style == "a" else 1200.0
-    audio = 0.3 * np.sin(2 * np.pi * (tone + 20 * seed) * np.arange(n) / SR) + 0.02 * rng.normal(size=n)
-    return out, audio.astype(np.float32)
-
-
-def make_sample_folder(root: Path, n: int, style: str, seed0: int = 0) -> Path:
-    """The `avbench sample` layout: video/<i>.mp4 (H.264+AAC), audio/<i>.wav (16 kHz), samples.json."""
-    rows = []
-    for i in range(n):
-        frames, audio = make_clip(seed0 + i, style)
-        write_av_mp4(root / "video" / f"{i}.mp4", frames, audio)
-        (root / "audio").mkdir(parents=True, exist_ok=True)
-        sf.write(root / "audio" / f"{i}.wav", audio, SR)
-        rows.append({"index": i, "prompt": f"clip {i}"})
-    (root / "samples.json").write_text(json.dumps({"samples": rows}))
-    return root
+from support.evalkit import SR, make_clip, make_sample_folder, write_av_mp4  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -185,10 +124,7 @@ def test_dataset_splits_end_to_end(request, i3d_ckpt, tmp_path, monkeypatch):
 def test_dataset_split_source_reads_the_loader_in_fixed_order(tmp_path, monkeypatch):
     """A dataset root built by the real shard stage (clips from tests/shardkit.py), read as DIR:split."""
     import dataclasses
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from shardkit import make_root
+    from support.shardkit import make_root
 
     from avbench.curate.shard import ShardConfig, shard_dataset
     from avbench.curate.spec import load_spec

@@ -13,7 +13,7 @@ from avbench.models.checkpoint import FORMAT, load_for_sampling, save_checkpoint
 from avbench.models.mmunet import MMUNet, MMUNetConfig
 from avbench.models.superres import SuperResConfig, SuperResUNet
 
-from samplekit import make_mmunet_checkpoint, randomize, tiny_mmunet_config
+from support.samplekit import make_mmunet_checkpoint, randomize, tiny_mmunet_config
 
 
 @pytest.fixture(scope="module")

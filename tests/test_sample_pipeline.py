@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from avbench.io import sha256_file
 from avbench.sample import SampleConfig, run_sampling
 
-from samplekit import make_mmunet_checkpoint, make_sr_checkpoint
+from support.samplekit import make_mmunet_checkpoint, make_sr_checkpoint
 
 FRAMES, SIZE, AUDIO = 4, 32, 6400
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from avbench.errors import CurateError
+
 if TYPE_CHECKING:
     from avbench.curate.partition import Partition
 
@@ -67,7 +69,7 @@ _TRANSIENT = ("http error 403", "http error 429", "http error 5", "timed out", "
               "bytes read", "giving up after", "temporarily", "incomplete read", "reset by peer")
 
 
-class FetchError(Exception):
+class FetchError(CurateError):
     def __init__(self, message: str, error_class: str):
         super().__init__(message)
         self.error_class = error_class
@@ -507,7 +509,13 @@ class _NoProgress:
 def _progress(show: bool):
     if not show:
         return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 

@@ -12,9 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
+from avbench.errors import ToolMissingError
 
-class FFmpegNotFound(RuntimeError):
-    pass
+FFmpegNotFound = ToolMissingError
 
 
 def find_ffmpeg() -> Path:

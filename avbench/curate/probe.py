@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from avbench.errors import CurateError
 
-class MediaRejected(ValueError):
+
+class MediaRejected(CurateError, ValueError):
     """The file is not usable as an audio-video source; the message says why (one line).
 
     `error_class` is "transient" for a file that looks cut short (a re-download may fix it) and

@@ -31,18 +31,13 @@ from avbench.curate.sources import (
     youtube_url,
 )
 from avbench.curate.spec import DatasetSpec, HFSource, YouTubeSearchSource, load_spec
+from avbench.errors import LockError, ResolveError
 
 LOCK_KINDS = ("youtube", "url", "hf", "file", "synthetic")
 # YouTube's own "Creative Commons" search filter (the `sp` parameter of /results).
 _CC_FILTER = "EgIwAQ=="
 
 
-class LockError(ValueError):
-    """A lock file is unreadable or malformed; the message names the file, row and column."""
-
-
-class ResolveError(RuntimeError):
-    pass
 
 
 # ---- YouTube search ----------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ from avbench.curate.spec import (
     UrlSource,
     YouTubeSource,
 )
+from avbench.errors import CurateError
 
 
-class SourceError(ValueError):
+class SourceError(CurateError, ValueError):
     """A source cannot be expanded; the message names the source and the fix (one line)."""
 
 

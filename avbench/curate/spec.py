@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-
-class SpecError(ValueError):
-    """A dataset spec is malformed; the message names the file and the key."""
+from avbench.errors import SpecError
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from avbench.errors import CurateError
 from avbench.io import atomic_write_json
 
 
-class SourceError(Exception):
+class SourceError(CurateError):
     """A source cannot be processed; the message is one line naming the file and what to do."""
 
     def __init__(self, message: str, error_class: str = "permanent"):

@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from avbench.errors import DataError
+
 # One reformatter per process: building an SwsContext per frame is the slow path in PyAV 18. Keyed by
 # pid because a context inherited through fork() is not safe to use in the child.
 _REFORMATTER: tuple[int, object] | None = None
@@ -28,7 +30,7 @@ def _reformatter():
     return _REFORMATTER[1]
 
 
-class DecodeError(ValueError):
+class DecodeError(DataError):
     """A sample's media does not hold the window its metadata promises."""
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from avbench.errors import MetricsError
+
 ENV = "AVBENCH_CLAP_MODEL"
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
-class ClapError(RuntimeError):
+class ClapError(MetricsError, RuntimeError):
     pass
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from avbench.errors import MetricsError
 from avbench.metrics.frechet import bootstrap_ci, feature_stats, frechet_distance
 from avbench.metrics.kvd import polynomial_mmd2
 from avbench.metrics.profiles import FAD_PROFILES, FVD_PROFILES, KVD_PROTOCOL
 from avbench.metrics.sources import content_hash, count_clips, iter_clips, parse_source
 
 
-class EvalError(ValueError):
+class EvalError(MetricsError):
     """An evaluation cannot produce a meaningful number; the message says why and what to change."""
 
 
@@ -110,7 +111,12 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     """Compute the requested metrics and write the record; returns (record, path)."""
     import torch
 
-    from avbench.metrics.extract import I3DFeatures, VGGishFeatures, default_device, extract_features
+    from avbench.metrics.extract import (
+        I3DFeatures,
+        VGGishFeatures,
+        default_device,
+        extract_features,
+    )
 
     if not any((cfg.fvd, cfg.kvd, cfg.fad, cfg.clap, cfg.av_align)):
         raise EvalError("no metric selected; pass one or more of --fvd --kvd --fad --clap --av-align")

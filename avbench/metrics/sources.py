@@ -25,8 +25,10 @@ from typing import Iterator
 
 import numpy as np
 
+from avbench.errors import MetricsError
 
-class SourceError(ValueError):
+
+class SourceError(MetricsError):
     """A sample or reference location cannot be read; the message names it and the fix."""
 
 

@@ -18,12 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from avbench.errors import WeightsError
 from avbench.io import atomic_path, sha256_file
 from avbench.paths import cache_dir
-
-
-class WeightsError(RuntimeError):
-    """A weights file is missing or fails its checksum; the message says which file and how to fix it."""
 
 
 @dataclass(frozen=True)

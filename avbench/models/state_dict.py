@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from avbench.errors import CheckpointError
+
 __all__ = [
     "UnsafeCheckpointError",
     "clean_state_dict",
@@ -27,7 +29,7 @@ __all__ = [
 _WRAPPER_KEYS = ("ema_state_dict", "ema", "ema_model", "state_dict", "model_state_dict", "model", "params")
 
 
-class UnsafeCheckpointError(RuntimeError):
+class UnsafeCheckpointError(CheckpointError):
     """The file needs arbitrary unpickling (weights_only=True refused it)."""
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from avbench.errors import ConfigError
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-class ConfigError(ValueError):
-    """A training config or an override is malformed; the message names the file or option and the key."""
 
 
 @dataclass

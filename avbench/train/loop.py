@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from avbench.errors import TrainError
 from avbench.io import atomic_write_text
 from avbench.train import checkpointing as ckpt
 from avbench.train import distributed as D
@@ -28,7 +29,7 @@ from avbench.train.objectives import Objective, build_model, make_objective
 from avbench.train.throughput import StepTimer, peak_flops
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainError):
     """Too many optimizer steps in a row had a NaN/inf loss or gradient."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch.multiprocessing as mp
 
-from shardkit import make_sharded_root
+from support.shardkit import make_sharded_root
 
 SOURCES = {**{f"synth-9-{i}": [16, 16, 16] for i in range(4)}, "synth-9-4": [16]}  # 13 clips
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from avbench.curate.download import DownloadConfig, download_sources, ready_sources
-from fetchkit import HTML_PAGE, empty_mp4, render_bytes, url_spec
-from httpserver import FaultServer
+from support.fetchkit import HTML_PAGE, empty_mp4, render_bytes, url_spec
+from support.httpserver import FaultServer
 
 
 def _sha(b: bytes) -> str:

@@ -9,7 +9,7 @@ import pytest
 from avbench.curate.download import classify_error
 from avbench.curate.ffmpeg import find_ffmpeg
 from avbench.curate.probe import MediaRejected, probe_media
-from fetchkit import render_bytes
+from support.fetchkit import render_bytes
 
 
 @pytest.fixture(scope="module")

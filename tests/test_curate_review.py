@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import soundfile as sf
-from synthroot import add_synthetic
+from support.synthroot import add_synthetic
 
 from avbench.curate.resample import resample_file
 from avbench.curate.spec import Filters, OutputFormat
@@ -96,8 +96,8 @@ def test_a_rejected_download_is_fetched_again_not_reused(tmp_path):
     """A server that sends a cut-off file with a matching Content-Length: yt-dlp calls it complete, the
     probe calls it truncated (transient). When the server is fixed, the rerun must download again
     instead of yt-dlp reusing the bad file left in the work dir ("already downloaded") forever."""
-    from fetchkit import render_bytes, url_spec
-    from httpserver import FaultServer
+    from support.fetchkit import render_bytes, url_spec
+    from support.httpserver import FaultServer
 
     from avbench.curate.download import DownloadConfig, download_sources
 
@@ -140,7 +140,7 @@ def test_clips_of_a_replaced_source_are_not_sharded_under_its_new_hash(tmp_path)
     record's provenance."""
     import json
 
-    from shardkit import make_root
+    from support.shardkit import make_root
 
     from avbench.curate.shard import shard_dataset
     from avbench.curate.spec import parse_spec

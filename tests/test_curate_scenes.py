@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from synthroot import add_synthetic
+from support.synthroot import add_synthetic
 
 from avbench.curate.scenes import (SceneCutConfig, apply_clip_policy, read_scenes, read_scenes_meta,
                                    scene_cut_sources, scenes_path)

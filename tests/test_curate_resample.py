@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from synthroot import add_synthetic
+from support.synthroot import add_synthetic
 
 from avbench.curate.filters import evaluate_filters
 from avbench.curate.resample import resample_file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from synthroot import add_record, add_synthetic
+from support.synthroot import add_record, add_synthetic
 from typer.testing import CliRunner
 
 from avbench.cli import app

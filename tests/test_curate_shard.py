@@ -14,7 +14,7 @@ import soundfile as sf
 from avbench.curate.shard import ShardConfig, load_index, shard_dataset
 from avbench.curate.spec import SplitPolicy, parse_spec
 from avbench.curate.split import assign_split
-from shardkit import encode_clip_flac, make_root
+from support.shardkit import encode_clip_flac, make_root
 
 SOURCES = {f"synth-3-{i}": [17, 24] for i in range(8)}
 

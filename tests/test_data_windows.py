@@ -10,7 +10,7 @@ import torch
 
 from avbench.data import WindowConfig, WindowDataset, make_loader
 from avbench.data.decode import decode_video_window
-from shardkit import encode_clip_mp4, level, make_sharded_root
+from support.shardkit import encode_clip_mp4, level, make_sharded_root
 
 SOURCES = {f"synth-5-{i}": [45, 16, 33] for i in range(4)}  # 45 frames: windows cross several 10-frame GOPs
 

@@ -44,7 +44,7 @@ def test_record_ranges_reach_the_clip_table(tmp_path):
     from avbench.curate.scenes import SceneCutConfig, read_scenes, read_scenes_meta, scene_cut_sources
     from avbench.curate.spec import parse_spec
 
-    from synthroot import add_synthetic
+    from support.synthroot import add_synthetic
 
     add_synthetic(tmp_path, "synth-0-0", seed=3, duration_s=14.0)
     rec_path = tmp_path / "records" / "synth-0-0.json"

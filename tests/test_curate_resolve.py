@@ -18,8 +18,8 @@ from avbench.curate.download import DownloadConfig, download_sources
 from avbench.curate.resolve import LockError, ResolveError, read_lock, resolve_entries, rows_from_search, write_lock
 from avbench.curate.sources import SourceEntry
 from avbench.curate.spec import YouTubeSearchSource, load_spec
-from fetchkit import render_bytes
-from httpserver import FaultServer
+from support.fetchkit import render_bytes
+from support.httpserver import FaultServer
 
 
 @pytest.fixture(scope="module")
