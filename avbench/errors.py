@@ -96,3 +96,7 @@ class MetricsError(AvbenchError, ValueError):
 
 class WeightsError(MetricsError, RuntimeError):
     """Pretrained weights that are missing, cannot be fetched, or fail their checksum."""
+
+
+class NotADatasetRoot(DataError):
+    """A folder given as a dataset root that holds none of a root's files (lock.csv, records/, shards/)."""

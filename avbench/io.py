@@ -2,6 +2,11 @@
 
 Every file a later stage may read is written to a temporary name in the same directory and renamed into
 place, so a `kill -9` at any moment never leaves a partial file under its final name.
+
+Permissions: `mkstemp` creates its file with mode 0600 whatever the umask, which would leave every
+output (shards, index, lock, checkpoints, leaderboard) unreadable to the rest of a group on a shared
+cluster. The temp file is therefore set to what `open()` would have given (0666 minus the umask)
+before the rename.
 """
 
 from __future__ import annotations
@@ -11,10 +16,28 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 _CHUNK = 1 << 20
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask. Reading it means setting it, so the set-and-restore is serialised against
+    other threads of this module; on Linux /proc says it without touching it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -34,6 +57,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Pat
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from avbench.diffusion.respace import respaced
-from avbench.diffusion.samplers import SAMPLERS
+from avbench.diffusion.denoisers import Denoiser
+from avbench.diffusion.samplers import SAMPLERS, resolve_sampler
 from avbench.diffusion.schedules import DiffusionConfig
 
 
@@ -25,20 +25,18 @@ def main() -> None:
     dev = torch.device(args.device)
     x = (torch.randn(args.batch, 16, 3, 64, 64, device=dev), torch.randn(args.batch, 1, 25600, device=dev))
     eps = tuple(0.1 * torch.randn_like(v) for v in x)
-    sched = respaced(DiffusionConfig().schedule_obj(), args.steps, "logsnr")
-
-    def model_fn(xs, t):
-        return eps
+    train = DiffusionConfig().schedule_obj()
+    model_fn = Denoiser(lambda xs, t: eps)
 
     print(f"| sampler | ms per step (batch {args.batch}, {args.device}) |")
     print("|---|---|")
-    for name, fn in SAMPLERS.items():
-        kw = {"variance": "fixed_large"} if name == "ddpm" else {}
-        fn(model_fn, x, sched, clip=True, **kw)  # warm-up
+    for name in SAMPLERS:
+        plan = resolve_sampler(name, train, steps=args.steps)  # each sampler's own spacing, as `sample` runs it
+        plan.run(model_fn, x, clip=True)  # warm-up
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        fn(model_fn, x, sched, clip=True, **kw)
+        plan.run(model_fn, x, clip=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         print(f"| {name} | {(time.perf_counter() - t0) / args.steps * 1e3:.1f} |")

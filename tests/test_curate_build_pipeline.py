@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from avbench.cli import app
 from avbench.curate.build import BuildConfig, build_dataset
 from avbench.curate.partition import Partition
-from avbench.curate.resolve import read_lock
+from avbench.curate.lock import read_lock
 
 
 def _index(root: Path) -> dict:

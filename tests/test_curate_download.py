@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from avbench.curate.download import DownloadConfig, download_sources, ready_sources
+from avbench.curate.download import DownloadConfig, download_sources
+from avbench.curate.records import ready_sources
+from avbench.errors import EXIT_TRANSIENT
 from support.fetchkit import HTML_PAGE, empty_mp4, render_bytes, url_spec
 from support.httpserver import FaultServer
 
@@ -99,7 +101,7 @@ def test_faults_classified_recorded_and_resumed(tmp_path, media):
         assert ok["probe"]["width"] == 96 and ok["probe"]["sample_rate"] == 16000 and ok["duration_s"] == 3.0
         assert sorted(p.name for p in (root / "sources").iterdir()) == [f"{_sha(good[0])}.mp4"]
         assert (summary.ok, summary.failed_permanent, summary.failed_transient) == (1, 7, 4)
-        assert summary.exit_code == 2
+        assert summary.exit_code == EXIT_TRANSIENT == 3
         # Partial transfers stay in the work dir so the next attempt resumes them; permanent ones are gone.
         tmp_left = sorted(p.name for p in (root / ".tmp").iterdir())
         assert tmp_left == sorted(recs[n]["source_id"] for n in ("forbidden.mp4", "busy.mp4", "reset.mp4", "cut.mp4"))

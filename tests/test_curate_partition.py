@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from avbench.curate.download import ready_sources
+from avbench.curate.lock import write_lock
 from avbench.curate.partition import Partition
-from avbench.curate.resolve import write_lock
+from avbench.curate.records import ready_sources
 from avbench.curate.sources import SourceEntry
 
 

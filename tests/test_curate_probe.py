@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from avbench.curate.download import classify_error
+from avbench.curate.ytdlp import classify
 from avbench.curate.ffmpeg import find_ffmpeg
 from avbench.curate.probe import MediaRejected, probe_media
 from support.fetchkit import render_bytes
@@ -67,15 +67,7 @@ def test_minimum_duration(files):
 def test_message_classes(message, cls):
     from yt_dlp.utils import DownloadError
 
-    got_cls, msg = classify_error(DownloadError(message))
+    got_cls, msg = classify(DownloadError(message))
     assert got_cls == cls
     assert not msg.startswith("ERROR:") and "\n" not in msg
 
-
-def test_cli_default_format_is_the_library_default():
-    import inspect
-
-    from avbench.commands.curate_fetch import download_cmd
-    from avbench.curate.download import DEFAULT_FORMAT
-
-    assert inspect.signature(download_cmd).parameters["format"].default.default == DEFAULT_FORMAT

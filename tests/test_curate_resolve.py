@@ -15,7 +15,9 @@ import pytest
 
 from avbench.curate import resolve as resolve_mod
 from avbench.curate.download import DownloadConfig, download_sources
-from avbench.curate.resolve import LockError, ResolveError, read_lock, resolve_entries, rows_from_search, write_lock
+from avbench.curate.lock import read_lock, write_lock
+from avbench.curate.resolve import resolve_entries, rows_from_search
+from avbench.errors import LockError, ResolveError
 from avbench.curate.sources import SourceEntry
 from avbench.curate.spec import YouTubeSearchSource, load_spec
 from support.fetchkit import render_bytes

@@ -122,7 +122,7 @@ def test_a_leftover_temp_record_is_not_a_second_source(tmp_path):
     by a kill -9 between write and rename must not make a source ready twice (duplicate samples)."""
     import shutil
 
-    from avbench.curate.download import ready_sources
+    from avbench.curate.records import ready_sources
     from avbench.curate.partition import Partition
 
     add_synthetic(tmp_path, "synth-1-0", 3, 2.0)

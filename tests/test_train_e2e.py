@@ -126,7 +126,7 @@ def test_sigterm_then_resume_gives_bitwise_identical_weights(demo_dataset, tmp_p
     ref = train(cfg, tmp_path / "straight", console=False)
     a = torch.load(ref.checkpoint, weights_only=True)
     b = torch.load(run / "checkpoints" / f"ckpt-{steps:08d}.pt", weights_only=True)
-    assert a["step"] == b["step"] == steps and a["data"] == b["data"]
+    assert a["train"]["step"] == b["train"]["step"] == steps and a["data"] == b["data"]
     for key in ("model", "ema"):
         diff = [k for k in a[key] if not torch.equal(a[key][k], b[key][k])]
         assert not diff, f"{key}: {len(diff)} tensors differ, e.g. {diff[:3]}"

@@ -88,11 +88,11 @@ def test_resume_after_a_loader_failure_on_one_rank_is_exact(tmp_path):
     _run(["train.max_steps=2"], tmp_path / "split")
     mid = torch.load(tmp_path / "split" / "checkpoints" / "ckpt-00000002.pt", weights_only=True)
     # rank 0 is 2 batches into epoch 0; rank 1's epoch 0 ended at its failure, it is 1 batch into epoch 1
-    assert mid["data_ranks"] == [{"epoch": 0, "index": 2}, {"epoch": 1, "index": 1}]
+    assert mid["data"]["ranks"] == [{"epoch": 0, "index": 2}, {"epoch": 1, "index": 1}]
     _run(["train.max_steps=4"], tmp_path / "split")  # resumes from step 2
     a = torch.load(tmp_path / "full" / "checkpoints" / "ckpt-00000004.pt", weights_only=True)
     b = torch.load(tmp_path / "split" / "checkpoints" / "ckpt-00000004.pt", weights_only=True)
-    assert a["data_ranks"] == b["data_ranks"]
+    assert a["data"]["ranks"] == b["data"]["ranks"]
     for key in ("model", "ema"):
         diff = [k for k in a[key] if not torch.equal(a[key][k], b[key][k])]
         assert not diff, f"{key}: {len(diff)} tensors differ"

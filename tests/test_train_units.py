@@ -40,7 +40,7 @@ def synthetic_epochs(cfg: TrainConfig):
 def test_shipped_configs_load_and_match_the_seed():
     assert {"mmdiffusion-64", "sr-64-256", "tiny", "tiny-sr"} <= set(available().split(", "))
     seed = load_config("mmdiffusion-64")
-    assert (seed.kind, seed.model.preset, seed.optim.lr, seed.data.batch_size) == ("baseline", "seed", 1e-4, 4)
+    assert (seed.kind, seed.model.preset, seed.optim.lr, seed.data.batch_size) == ("mmunet", "seed", 1e-4, 4)
     assert (seed.ema.decay, seed.diffusion.steps, seed.diffusion.schedule) == (0.9999, 1000, "linear")
     assert seed.train.precision == "bf16"
     assert load_config("sr-64-256").kind == "superres"
@@ -86,20 +86,23 @@ def test_ema_tracks_the_average():
     assert torch.equal(target.weight, ema.shadow["weight"])
 
 
-def test_checkpoints_prune_keep_milestones_and_resume_picks_newest_loadable(tmp_path, capsys):
+def test_checkpoints_prune_keep_milestones_and_resume_picks_newest_loadable(tmp_path):
+    def state(step):
+        return {"format": "avbench-train", "format_version": 2, "train": {"step": step}, "w": torch.ones(2)}
+
     for step in (10, 20, 30, 40, 50):
-        ckpt.save_training_state(ckpt.checkpoint_path(tmp_path, step), {"step": step, "w": torch.ones(2)})
+        ckpt.save_training_state(ckpt.checkpoint_path(tmp_path, step), state(step))
     removed = ckpt.prune(tmp_path, keep_last=2, milestone_every=20)
     assert sorted(p.name for p in removed) == ["ckpt-00000010.pt", "ckpt-00000030.pt"]
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [20, 40, 50]
-    # a damaged newest file (not written by us: atomic writes never leave one) is skipped with a warning
+    # a damaged newest file (not written by us: atomic writes never leave one) is skipped and reported
     ckpt.checkpoint_path(tmp_path, 60).write_bytes(b"not a checkpoint")
     (tmp_path / "checkpoints" / ".tmp-ckpt-00000070.pt.x.pt").write_bytes(b"partial")  # ignored by name
-    path, state = ckpt.find_resume(tmp_path, "auto")
-    assert path.name == "ckpt-00000050.pt" and state["step"] == 50
-    assert "skipping unreadable checkpoint" in capsys.readouterr().err
-    assert ckpt.find_resume(tmp_path / "empty", "auto") == (None, None)
-    assert ckpt.find_resume(tmp_path, "none") == (None, None)
+    found = ckpt.find_resume(tmp_path, "auto")
+    assert found.path.name == "ckpt-00000050.pt" and found.state["train"]["step"] == 50
+    assert len(found.skipped) == 1 and "ckpt-00000060.pt: not a readable torch checkpoint" in found.skipped[0]
+    assert ckpt.find_resume(tmp_path / "empty", "auto").path is None
+    assert ckpt.find_resume(tmp_path, "none").path is None
     with pytest.raises(FileNotFoundError, match="--resume"):
         ckpt.find_resume(tmp_path, str(tmp_path / "missing.pt"))
 
@@ -158,7 +161,7 @@ def test_rng_state_roundtrip():
 
 
 def test_nan_loss_is_skipped_counted_and_aborts_after_n_in_a_row(tmp_path, one_thread):
-    cfg = load_config("tiny", SMALL + ["train.max_steps=4", "train.inject_nan_steps=[1, 2]"])
+    cfg = load_config("tiny", SMALL + ["train.max_steps=4", "debug.inject_nan_steps=[1, 2]"])
     result = train(cfg, tmp_path / "run", make_epoch=synthetic_epochs(cfg), console=False)
     assert result.step == 4 and result.nonfinite_skipped == 2
     warnings = [r for r in read_log(tmp_path / "run", "warning") if "non-finite" in r["message"]]
@@ -168,7 +171,7 @@ def test_nan_loss_is_skipped_counted_and_aborts_after_n_in_a_row(tmp_path, one_t
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows)  # skipped steps left out
     assert all(torch.isfinite(v).all() for v in torch.load(result.checkpoint, weights_only=True)["model"].values())
 
-    cfg = load_config("tiny", SMALL + ["train.max_steps=4", "train.max_nonfinite=2", "train.inject_nan_steps=[1]",
+    cfg = load_config("tiny", SMALL + ["train.max_steps=4", "train.max_nonfinite=2", "debug.inject_nan_steps=[1]",
                                        "optim.lr=1e30", "optim.grad_clip=0.0", "optim.warmup_steps=0"])
     with pytest.raises(NonFiniteLossError, match="in a row"):
         train(cfg, tmp_path / "run2", make_epoch=synthetic_epochs(cfg), console=False)
@@ -183,7 +186,7 @@ def test_resume_in_process_is_bitwise_and_accumulation_runs(tmp_path, one_thread
     resumed = train(cfg, tmp_path / "split", make_epoch=synthetic_epochs(cfg), console=False)
     a = torch.load(full.checkpoint, weights_only=True)
     b = torch.load(resumed.checkpoint, weights_only=True)
-    assert a["data"] == b["data"] == {"epoch": 2, "index": 2}  # 8 micro-batches over epochs of 3
+    assert a["data"] == b["data"] == {"epoch": 2, "index": 2, "ranks": [{"epoch": 2, "index": 2}]}  # 8 over epochs of 3
     for key in ("model", "ema"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
     assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]

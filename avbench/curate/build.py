@@ -1,23 +1,38 @@
 """`avbench build SPEC`: resolve (when needed) → download → scene-cut → resample → shard, one progress display.
 
-Each stage is another module's library call and resumes from its own per-source completion markers,
+Every stage is a `Stage` run by `run_stage`, and resumes from its own per-source completion markers,
 written atomically (temp file + rename): `records/<id>.json` (download), `scenes/<id>.parquet`
 (scene-cut), `clips/<id>/clips.json` (resample, written after the clip files), `shards/index.json`
 (shard, removed first and written last). A `kill -9` at any moment therefore leaves either a complete
-marker or none, and rerunning the same command finishes the work with the same bytes.
+marker or none (temp files a kill leaves are removed by the stage's `cleanup` on the next run), and
+rerunning the same command finishes the work with the same bytes.
 
 `--partition i/N` runs download, scene-cut and resample for one deterministic slice of the sources (a
 SLURM array task) and skips the shard stage; the merge job then runs the whole build once more, which
 only checks markers, fills any gap, and shards (`scripts/slurm/build.sbatch`).
+
+Exit status (`BuildSummary.exit_code`): EXIT_FAILED (1) when nothing was built — every source of the
+slice failed, or the shard stage wrote no shard — or, under `strict`, when any source failed;
+EXIT_TRANSIENT (3) when transient failures remain (rerun to retry them); else EXIT_OK.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from avbench.curate.download import DownloadConfig, download_stage, load_entries
 from avbench.curate.partition import Partition
+from avbench.curate.resample import resample_stage
+from avbench.curate.scenes import scene_cut_stage
+from avbench.curate.shard import ShardConfig, ShardStage, ShardSummary
+from avbench.curate.spec import load_spec
+from avbench.curate.stage import Stage, StageSummary, failure_path, run_stage
+from avbench.errors import EXIT_FAILED, EXIT_OK, EXIT_TRANSIENT
 
 
 @dataclass(frozen=True)
@@ -25,24 +40,41 @@ class BuildConfig:
     spec: str  # a spec path or a name in manifests/
     root: Path | None = None  # None = data/<spec name>
     lock: Path | None = None  # a shared lock file instead of resolving the spec's searches
-    partition: str = "0/1"
+    partition: Partition = Partition(0, 1)  # "I/N" text is accepted and parsed
     workers: int = 0  # processes for scene-cut and resample (0 = one per core)
     jobs: int = 1  # concurrent downloads
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "partition", Partition.parse(self.partition))
 
 
 @dataclass
 class BuildSummary:
     root: Path
-    partition: str
+    partition: Partition
+    sources: int = 0  # sources of this slice (the download stage's jobs)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage → counts
     failures: dict[str, dict[str, str]] = field(default_factory=dict)  # stage → source id → reason
-    shard: Any = None  # ShardSummary when the shard stage ran
+    shard: ShardSummary | None = None  # when the shard stage ran
+    transient: int = 0  # failures that a rerun may fix
 
     @property
     def failed(self) -> int:
         """Sources that failed in some stage (each counted once, in the stage where it stopped)."""
         return sum(len(v) for v in self.failures.values())
+
+    @property
+    def nothing_built(self) -> bool:
+        """Every source of the slice failed, or the shard stage ran and wrote no shard."""
+        if self.sources == 0 or self.failed >= self.sources:
+            return True
+        return self.shard is not None and self.shard.shards == 0
+
+    def exit_code(self, strict: bool = False) -> int:
+        if self.nothing_built or (strict and self.failed):
+            return EXIT_FAILED
+        return EXIT_TRANSIENT if self.transient else EXIT_OK
 
     def lines(self) -> list[str]:
         out = []
@@ -51,7 +83,14 @@ class BuildSummary:
         if self.shard is not None:
             samples = ", ".join(f"{k} {v}" for k, v in sorted(self.shard.samples.items()))
             out.append(f"shard: {self.shard.shards} shards ({samples}) → {self.shard.index_path}")
+            if self.shard.sources_partial:
+                out.append(f"{len(self.shard.sources_partial)} source(s) partial (damaged; clips before the "
+                           "damage kept): see shards/stats.json")
         out.append(f"{self.failed} source(s) failed" + (": see failures/ and records/ under the root" if self.failed else ""))
+        if self.nothing_built:
+            out.append("nothing was built" + (": every source failed" if self.sources else ": the spec has no sources")
+                       if self.shard is None or self.failed >= self.sources or self.sources == 0
+                       else "nothing was built: no clip passed to the shards (see shards/stats.json)")
         return out
 
 
@@ -61,48 +100,54 @@ def default_root(spec_name: str) -> Path:
 
 def build_dataset(cfg: BuildConfig) -> BuildSummary:
     """Run every stage for `cfg.spec` into `cfg.root`; resumable; returns per-stage counts and failures."""
-    from avbench.curate.download import DownloadConfig, download_sources, load_entries
-    from avbench.curate.resample import ResampleConfig, resample_sources
-    from avbench.curate.scenes import SceneCutConfig, scene_cut_sources
-    from avbench.curate.shard import ShardConfig, shard_dataset
-    from avbench.curate.spec import load_spec
-
     spec = load_spec(cfg.spec)
     root = Path(cfg.root) if cfg.root is not None else default_root(spec.name)
-    part = Partition.parse(cfg.partition)
-    summary = BuildSummary(root=root, partition=str(part))
+    part = cfg.partition
+    summary = BuildSummary(root=root, partition=part)
     root.mkdir(parents=True, exist_ok=True)
 
     dl_cfg = DownloadConfig(root=root, spec=str(spec.path), lock=cfg.lock, jobs=cfg.jobs, partition=str(part),
                             progress=False)
     entries, _ = load_entries(dl_cfg)  # resolves searches when needed and pins ROOT/lock.csv
-
+    stages = [
+        (download_stage(dl_cfg, entries), max(1, cfg.jobs)),
+        (scene_cut_stage(spec), cfg.workers),
+        (resample_stage(spec), cfg.workers),
+        (ShardStage(spec, ShardConfig()), 1),
+    ]
     with _display(cfg.progress) as progress:
-        task = progress.add_task("download", total=len(part.select(entries, key=lambda e: e.source_id))) \
-            if progress is not None else None
-
-        def downloaded(rec: dict) -> None:
-            if task is not None:
-                progress.advance(task)
-
-        dl = download_sources(dl_cfg, entries=entries, on_record=downloaded)
-        if task is not None:  # sources finished in an earlier run are not reported through the callback
-            progress.update(task, completed=len(dl.records))
-        summary.stages["download"] = dl.as_dict()
-        summary.failures["download"] = {r["source_id"]: f"{r.get('error_class')}: {r.get('error')}"
-                                        for r in dl.records if r["status"] != "ok"}
-
-        sc = scene_cut_sources(spec, root, SceneCutConfig(workers=cfg.workers, partition=part, progress=False),
-                               progress=progress)
-        rs = resample_sources(spec, root, ResampleConfig(workers=cfg.workers, partition=part, progress=False),
-                              progress=progress)
-        for st in (sc, rs):
-            summary.stages[st.stage] = {k: v for k, v in st.to_dict().items() if k not in ("stage", "failures")}
-            summary.failures[st.stage] = dict(sorted(st.failures.items()))
-
-        if part.count == 1:
-            summary.shard = shard_dataset(spec, root, ShardConfig(), progress=progress)
+        for stage, workers in stages:
+            st = run_stage(stage, root, part, workers=workers, progress=progress if progress is not None else False)
+            if stage.name == "shard":
+                if "shards" in st.results:
+                    summary.shard = ShardSummary(**st.results["shards"])
+                elif st.failures:  # a crash of the merge itself: report it as the shard stage's failure
+                    summary.failures["shard"] = dict(st.failures)
+                continue
+            _record(summary, st, stage, root, part)
     return summary
+
+
+def _record(summary: BuildSummary, st: StageSummary, stage: Stage, root: Path, part: Partition) -> None:
+    summary.stages[st.stage] = {k: v for k, v in st.to_dict().items() if k not in ("stage", "failures")}
+    if st.stage != "download":
+        summary.failures[st.stage] = dict(sorted(st.failures.items()))
+        summary.transient += st.transient
+        return
+    # A source that failed permanently in an earlier run is `done` (not retried) but still failed: the
+    # failure records on disk, not this run's results, say which sources of the slice are out.
+    ids = [job.source_id for job in stage.jobs(root, part)]
+    summary.sources = len(ids)
+    failures = {}
+    for sid in ids:
+        path = failure_path(root, st.stage, sid)
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        failures[sid] = f"{rec.get('error_class')}: {rec.get('error')}"
+        summary.transient += rec.get("error_class") == "transient"
+    summary.failures[st.stage] = failures
 
 
 class _display:
@@ -111,16 +156,14 @@ class _display:
     def __init__(self, show: bool):
         self.show, self.progress = show, None
 
-    def __enter__(self):
+    def __enter__(self) -> Progress | None:
         if self.show:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
             self.progress = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn())
             self.progress.__enter__()
         return self.progress
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> bool:
         if self.progress is not None:
             self.progress.__exit__(*exc)
         return False

@@ -12,7 +12,10 @@ import os
 import shutil
 from pathlib import Path
 
+import imageio_ffmpeg
+
 from avbench.errors import ToolMissingError
+from avbench.paths import cache_dir
 
 FFmpegNotFound = ToolMissingError
 
@@ -22,12 +25,6 @@ def find_ffmpeg() -> Path:
     system = shutil.which("ffmpeg")
     if system:
         return Path(system)
-    try:
-        import imageio_ffmpeg
-    except ImportError:  # pragma: no cover - it is a declared dependency
-        raise FFmpegNotFound(
-            "ffmpeg not found: install it on PATH or `pip install imageio-ffmpeg`"
-        ) from None
     try:
         return Path(imageio_ffmpeg.get_ffmpeg_exe())
     except RuntimeError as e:
@@ -40,8 +37,6 @@ def ensure_ffmpeg_on_path() -> Path:
     if system:
         return Path(system)
     exe = find_ffmpeg()
-    from avbench.paths import cache_dir
-
     bin_dir = cache_dir() / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     link = bin_dir / "ffmpeg"

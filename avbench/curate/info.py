@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
+from avbench.curate.lock import read_lock
+from avbench.curate.records import all_records
+from avbench.errors import NotADatasetRoot
+
+# What makes a folder a dataset root: any stage's output (download writes the first two).
+_ROOT_MARKERS = ("lock.csv", "records", "shards/index.json")
+
 
 @dataclass
 class RootInfo:
@@ -33,22 +43,20 @@ def root_info(root: str | Path) -> RootInfo:
     """Collect the sources of a root: records, plus lock rows not fetched yet ("pending")."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such dataset root; create one with `avbench download SPEC --root {root}`")
+        raise NotADatasetRoot(f"{root}: no such dataset root; create one with `avbench download SPEC --root {root}`")
+    if not any((root / m).exists() for m in _ROOT_MARKERS):
+        raise NotADatasetRoot(f"{root}: not a dataset root (no lock.csv, records/ or shards/index.json); pass the "
+                              f"--root given to `avbench download`, or create one with `avbench download SPEC --root {root}`")
     by_id: dict[str, dict[str, Any]] = {}
     if (root / "lock.csv").exists():
-        from avbench.curate.resolve import read_lock
-
         for e in read_lock(root / "lock.csv"):
             by_id[e.source_id] = {
                 "source_id": e.source_id, "kind": e.kind, "status": "pending", "error_class": None,
                 "duration_s": e.duration_s, "bytes": None, "title": e.title, "error": None, "attempts": 0,
             }
-    for p in sorted((root / "records").glob("[!.]*.json")):
-        rec = _json(p)
-        if not isinstance(rec, dict) or "source_id" not in rec:
-            continue
-        by_id[rec["source_id"]] = {k: rec.get(k) for k in
-                                   ("source_id", "kind", "status", "error_class", "duration_s", "bytes", "title", "error", "attempts")}
+    for rec in all_records(root):
+        by_id[rec.source_id] = {k: rec.get(k) for k in
+                                ("source_id", "kind", "status", "error_class", "duration_s", "bytes", "title", "error", "attempts")}
     info = RootInfo(root=root, rows=[by_id[k] for k in sorted(by_id)])
 
     scenes = list((root / "scenes").glob("[!.]*.parquet"))
@@ -90,8 +98,8 @@ def _fmt_bytes(n: int | None) -> str:
 
 @dataclass(frozen=True)
 class InfoConfig:
-    root: Path
-    max_rows: int = 200
+    root: Path = field(metadata={"help": "Dataset root directory."})
+    max_rows: int = field(default=200, metadata={"help": "Show at most this many sources."})
 
 
 def show_info(cfg: InfoConfig, console=None) -> RootInfo:
@@ -101,9 +109,6 @@ def show_info(cfg: InfoConfig, console=None) -> RootInfo:
 
 def print_info(root: str | Path, console=None, max_rows: int = 200) -> RootInfo:
     """Print the sources table and the totals; return the collected RootInfo."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     info = root_info(root)
     table = Table(title=f"sources in {info.root}", show_lines=False)
@@ -138,9 +143,6 @@ def print_info(root: str | Path, console=None, max_rows: int = 200) -> RootInfo:
 
 def print_summary(summary, console=None, max_failures: int = 50) -> None:
     """The end-of-download table: counts per status and failure class, then the failures themselves."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     counts = summary.as_dict()
     table = Table(title=f"download summary ({summary.root})")

@@ -11,19 +11,31 @@ Alignment contract, for a clip `[start, end)` with F = floor((end − start) · 
 - audio samples `[spf·k, spf·(k+1))` (spf = sample_rate / fps = 1600) cover that frame's 0.1 s; the clip
   audio has exactly spf · F samples.
 
-Audio: channels are averaged (not the left channel) at the source rate, then resampled with a soxr
-stream (quality "VHQ", delay-compensated) onto a grid that contains t = 0: the stream is padded at the
-front so that its first sample sits on a common multiple of both sample periods. The pass starts at
+Audio: channels are downmixed to mono with the standard ITU-R BS.775 weights (LFE dropped; see
+`audiotrack.py`) at the source rate, then resampled with a soxr stream (quality "VHQ",
+delay-compensated) onto a grid that contains t = 0: the stream is padded at the front so that its
+first sample sits on a common multiple of both sample periods. The pass starts at
 the beginning of the file and never seeks, so AAC pre-roll after a seek cannot occur; AAC priming and
 decoder padding are handled by trusting each frame's pts and cutting clips by sample index.
 
-Each clip is written as `<key>.<size>.mp4` (video only, libx264 with one thread and fixed options, so
-the bytes are reproducible) and `<key>.flac` (16-bit); `clips.json` is written last and marks the
-source complete. Clips that fail a quality filter are kept, with `keep: false` and `reasons`.
+Pictures are turned upright first when the stream carries a display matrix (phones store portrait
+video as landscape plus a rotation); the rotation applied is recorded.
+
+Each clip is written as `<key>.<size>.mp4` (video only, `avbench.media`'s reproducible H.264) and
+`<key>.flac` (16-bit) as soon as its pictures and its audio are complete (or its audio is known to be
+missing: past the audio stream's end), so memory holds only the clips in progress; `clips.json` is
+written last and marks the source complete. Clips that fail a quality filter are kept, with
+`keep: false` and `reasons`.
+
+Damage: a packet that does not decode stops the source at that point instead of failing it. The clips
+that end before the damage are kept, and `clips.json` says `"status": "partial"` with `damage_at_s`
+(the last picture decoded cleanly before the error, or the damaged audio packet's time); the shard
+stage shards the kept clips. With no clip before the damage the source fails.
 """
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -32,18 +44,19 @@ from typing import Any
 
 import numpy as np
 
-from avbench.curate.avframes import yuv420_frame
+from avbench.curate.audiotrack import SOXR_QUALITY, AudioTrack
+from avbench.curate.records import ready_sources
 from avbench.curate.filters import evaluate_filters
 from avbench.curate.partition import Partition
+from avbench.curate.scenes import scenes_path
 from avbench.curate.spec import DatasetSpec, Filters, OutputFormat
-from avbench.curate.stage import SourceError, StageSummary, run_stage
-from avbench.io import atomic_path, atomic_write_json
+from avbench.curate.stage import Job, StageSummary, failure_path, run_stage
+from avbench.errors import SourceFailure
+from avbench.io import atomic_write_json
+from avbench.media import H264, write_flac, write_mp4
 
-SOXR_QUALITY = "VHQ"
-# mbtree off: with it, libx264 (core 165) gave different bytes for the same small (32/64 px) pictures
-# from run to run, single-threaded, depending on what was in freed heap memory (an uninitialised read).
-X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0"
 EPS = 1e-6  # seconds: timestamps are exact fractions, targets are floats
+AUDIO_END_SLACK_S = 1.0  # how far a stream's decoded end may fall short of its declared end
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,10 @@ def clips_dir(root: Path, source_id: str) -> Path:
 
 def clip_key(source_id: str, start_s: float) -> str:
     return f"{source_id}_{int(round(start_s * 1000)):08d}"
+
+
+def h264_settings(out: OutputFormat) -> H264:
+    return H264(crf=out.crf, preset=out.preset, gop=out.gop)
 
 
 @dataclass
@@ -95,139 +112,16 @@ def fit_square(img: np.ndarray, size: int, mode: str) -> np.ndarray:
     return out
 
 
-# ---- sound -------------------------------------------------------------------------------------------
+def display_rotation(frame) -> int:
+    """The counter-clockwise rotation (0, 90, 180, 270) that shows `frame` upright, from its display
+    matrix (FFmpeg attaches the stream's matrix to each decoded frame); odd angles snap to 90°."""
+    rotation = getattr(frame, "rotation", 0) or 0
+    return int(round(rotation / 90.0)) % 4 * 90
 
 
-def frame_to_mono(frame) -> np.ndarray:
-    """An av.AudioFrame → float32 mono (mean of the channels), full scale = 1.0."""
-    x = frame.to_ndarray()
-    fmt = frame.format.name
-    channels = len(frame.layout.channels)
-    if not frame.format.is_planar:
-        x = x.reshape(-1, channels).T
-    if fmt.startswith("s16"):
-        x = x.astype(np.float32) / 32768.0
-    elif fmt.startswith("s32"):
-        x = x.astype(np.float32) / 2147483648.0
-    elif fmt.startswith("u8"):
-        x = (x.astype(np.float32) - 128.0) / 128.0
-    else:
-        x = x.astype(np.float32)
-    return x.mean(axis=0, dtype=np.float32)
-
-
-class _AudioTrack:
-    """Streams decoded audio into 16 kHz mono samples indexed on the shared timeline."""
-
-    def __init__(self, out_rate: int):
-        self.out_rate = out_rate
-        self.resampler = None
-        self.origin: Fraction | None = None  # timeline time of output sample 0 (and input sample 0)
-        self.in_rate = 0
-        self.next_in = 0  # input samples fed so far (including front padding and gap fill)
-        self.buf = np.zeros(0, np.float32)
-        self.buf_start = 0  # output index of buf[0]
-        self.started_at: float | None = None
-        self.gaps = 0
-
-    def push(self, frame, t: Fraction) -> None:
-        import soxr
-
-        mono = frame_to_mono(frame)
-        if self.resampler is None:
-            self.in_rate = frame.sample_rate
-            grid = Fraction(1, math.gcd(self.in_rate, self.out_rate))
-            self.origin = math.floor(t / grid) * grid
-            self.started_at = float(t)
-            self.resampler = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality=SOXR_QUALITY)
-        at = round((t - self.origin) * self.in_rate)
-        # Containers with coarse time bases (Matroska/WebM and FLV: 1 ms) round every frame's pts, e.g.
-        # 1024 samples at 44.1 kHz are 23.22 ms; a deviation within one time-base unit is that rounding,
-        # not a gap or an overlap, so the frame follows on (the next pts corrects any drift).
-        tol = math.ceil(Fraction(frame.time_base) * self.in_rate) if frame.time_base else 0
-        if self.next_in > 0 and abs(at - self.next_in) <= tol:
-            at = self.next_in
-        if at > self.next_in:  # a gap in the stream (or the front padding): silence
-            if self.next_in > 0:
-                self.gaps += 1
-            self._feed(np.zeros(at - self.next_in, np.float32))
-        elif at < self.next_in:  # overlap: keep what was already placed
-            mono = mono[self.next_in - at :]
-        self._feed(mono)
-
-    def _feed(self, x: np.ndarray, last: bool = False) -> None:
-        if self.resampler is None:
-            return
-        self.next_in += len(x)
-        y = self.resampler.resample_chunk(x, last=last)
-        if len(y):
-            self.buf = np.concatenate([self.buf, y])
-
-    def finish(self) -> None:
-        self._feed(np.zeros(0, np.float32), last=True)
-
-    @property
-    def end_index(self) -> int:
-        return self.buf_start + len(self.buf)
-
-    def index_of(self, t: float) -> int:
-        return round((Fraction(t) - self.origin) * self.out_rate) if self.origin is not None else 0
-
-    def available_until(self, t_end: float) -> bool:
-        return self.resampler is not None and self.end_index >= self.index_of(t_end)
-
-    def take(self, start: float, n: int) -> tuple[np.ndarray, int]:
-        """n samples from time `start`; zeros where the stream has no audio (before its first sample or
-        after its last). Returns (samples, how many of them lie outside the stream)."""
-        out = np.zeros(n, np.float32)
-        if self.resampler is None:
-            return out, n
-        j0 = self.index_of(start)
-        a, b = max(j0, self.buf_start), min(j0 + n, self.end_index)
-        if b > a:
-            out[a - j0 : b - j0] = self.buf[a - self.buf_start : b - self.buf_start]
-        real_a = self.index_of(self.started_at)
-        real_b = round(Fraction(self.next_in * self.out_rate, self.in_rate))
-        inside = max(0, min(j0 + n, real_b) - max(j0, real_a))
-        return out, n - inside
-
-    def drop_before(self, t: float) -> None:
-        if self.resampler is None:
-            return
-        j = self.end_index if t == float("inf") else self.index_of(t)
-        if j > self.buf_start:
-            cut = min(j - self.buf_start, len(self.buf))
-            self.buf = self.buf[cut:]
-            self.buf_start += cut
-
-
-# ---- writing -----------------------------------------------------------------------------------------
-
-
-def encode_video(path: Path, frames: np.ndarray, fps: int, out: OutputFormat) -> None:
-    """Video-only H.264 mp4, one encoder thread and fixed options (reproducible bytes)."""
-    import av
-
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format="mp4") as container:
-            s = container.add_stream("libx264", rate=fps, options={
-                "crf": str(out.crf), "preset": out.preset, "g": str(out.gop), "threads": "1",
-                "x264-params": X264_PARAMS})
-            s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            s.codec_context.thread_count = 1
-            for k, img in enumerate(frames):
-                frame = yuv420_frame(img)
-                frame.pts = k
-                container.mux(s.encode(frame))
-            container.mux(s.encode(None))
-
-
-def encode_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    import soundfile as sf
-
-    pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), pcm, sample_rate, format="FLAC", subtype="PCM_16")
+def upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    # np.rot90 with k > 0 turns the picture counter-clockwise, the display matrix's sense
+    return np.ascontiguousarray(np.rot90(img, k=rotation // 90)) if rotation else img
 
 
 # ---- the pass ----------------------------------------------------------------------------------------
@@ -241,45 +135,51 @@ def plan_clips(source_id: str, spans: list[tuple[float, float, int]], fps: int) 
             clips.append(_Clip(i, clip_key(source_id, start), float(start), float(end), int(scene), frames))
     keys = [c.key for c in clips]
     if len(set(keys)) != len(keys):
-        raise SourceError(f"{source_id}: two clips start in the same millisecond; check scenes/{source_id}.parquet")
+        raise SourceFailure("permanent", f"{source_id}: two clips start in the same millisecond; "
+                            f"check scenes/{source_id}.parquet")
     return clips
 
 
 def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, float, int]], out_dir: Path,
                   output: OutputFormat, filters: Filters, label: str | None = None) -> dict[str, Any]:
-    """Decode `path` once and write every clip of `spans` to `out_dir`; returns the clips.json content
-    (also written, last)."""
+    """Decode `path` once and write every clip of `spans` to `out_dir`; returns what clips.json records
+    about the pass (the caller writes clips.json)."""
     import av
 
     label = label or str(path)
     fps, sr = output.fps, output.sample_rate
     spf, rem = divmod(sr, fps)
     if rem:
-        raise SourceError(f"[output] sample_rate {sr} is not a multiple of fps {fps}; fix the spec")
+        raise SourceFailure("permanent", f"[output] sample_rate {sr} is not a multiple of fps {fps}; fix the spec")
     sizes = sorted(output.sizes)
     clips = plan_clips(source_id, spans, fps)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [(c, k, c.start + k / fps) for c in clips for k in range(c.frames)]
     ti = 0  # next target to fill
-    audio = _AudioTrack(sr)
+    audio = AudioTrack(sr)
     written: list[dict[str, Any]] = []
     pending: list[_Clip] = []  # clips whose frames are complete, waiting for their audio
     prev = None  # (time, av.VideoFrame, serial number) of the latest decoded frame
     serial = 0
     cache: tuple[int, dict[int, np.ndarray]] | None = None
-    decode_errors: list[float] = []
+    rotations: set[int] = set()
+    decode_errors = 0
+    damage_at: float | None = None  # clips must end by then (the last clean picture / damaged audio)
     last_t = None
+    audio_declared_end: float | None = None
 
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
-        raise SourceError(f"{label}: cannot be opened ({e.strerror or e}); "
-                          "the file is damaged, re-download it") from None
+        raise SourceFailure("permanent", f"{label}: cannot be opened ({e.strerror or e}); "
+                            "the file is damaged, re-download it") from None
 
     def pictures(frame_id: int, frame) -> dict[int, np.ndarray]:
         nonlocal cache
         if cache is None or cache[0] != frame_id:
-            rgb = frame.to_ndarray(format="rgb24")
+            rotation = display_rotation(frame)
+            rotations.add(rotation)
+            rgb = upright(frame.to_ndarray(format="rgb24"), rotation)
             cache = (frame_id, {s: fit_square(rgb, s, output.resize) for s in sizes})
         return cache[1]
 
@@ -288,6 +188,10 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
         nonlocal ti
         while ti < len(targets) and prev is not None and (t_next is None or targets[ti][2] < t_next - EPS):
             clip, k, _ = targets[ti]
+            if damage_at is not None and clip.end > damage_at + EPS:
+                clip.video = None  # after the damage: this clip is not kept, nor are its pictures
+                ti += 1
+                continue
             if clip.video is None:
                 clip.video = {s: np.empty((clip.frames, s, s, 3), np.uint8) for s in sizes}
             for s, img in pictures(prev[2], prev[1]).items():
@@ -297,31 +201,47 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
                 pending.append(clip)
             ti += 1
 
+    def audio_over(clip: _Clip) -> bool:
+        """The clip lies past the audio stream's declared end, and the stream has reached it: no more
+        audio will come for it, so waiting would only hold its pictures in memory."""
+        if audio_declared_end is None or audio.origin is None:
+            return False
+        decoded_end = float(audio.origin) + audio.next_in / max(audio.in_rate, 1)
+        return decoded_end >= audio_declared_end - 0.1 and clip.start >= audio_declared_end + AUDIO_END_SLACK_S
+
     def flush(final: bool) -> None:
-        while pending and (final or audio.available_until(pending[0].end)):
-            clip = pending.pop(0)
-            written.append(_write_clip(clip, audio, out_dir, output, filters, spf))
-            clip.video = None
-            if pending:
-                audio.drop_before(pending[0].start)
-        if not pending:  # between clips, keep only what the next clip needs (bounded memory)
-            audio.drop_before(targets[ti][0].start if ti < len(targets) else float("inf"))
+        for clip in list(pending):
+            if damage_at is not None and clip.end > damage_at + EPS:
+                pending.remove(clip)  # completed from pictures decoded after the damage
+                clip.video = None
+            elif final or audio.available_until(clip.end) or audio_over(clip):
+                pending.remove(clip)
+                written.append(_write_clip(clip, audio, out_dir, output, filters, spf))
+                clip.video = None
+        # keep only the audio that a clip still to be written needs (bounded memory)
+        starts = [c.start for c in pending] + ([targets[ti][0].start] if ti < len(targets) else [])
+        audio.drop_before(min(starts) if starts else float("inf"))
 
     with container:
         if not container.streams.video or not container.streams.audio:
-            raise SourceError(f"{label}: needs one video and one audio stream; re-download it with audio or drop it")
+            raise SourceFailure("permanent", f"{label}: needs one video and one audio stream; "
+                                "re-download it with audio or drop it")
         vs, as_ = container.streams.video[0], container.streams.audio[0]
         for s in (vs, as_):
             s.codec_context.thread_count = 1
         v0 = Fraction(vs.start_time or 0) * vs.time_base
+        audio_declared_end = _declared_end(as_, container, v0)
         for packet in container.demux(vs, as_):
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
-                if packet.pts is not None:
-                    decode_errors.append(float(packet.pts * packet.time_base - v0))
+                decode_errors += 1
+                if packet.stream is vs or packet.pts is None:
+                    # pictures already out decoded cleanly; any later one may refer to the lost data
+                    at = float(last_t) if last_t is not None else 0.0
                 else:
-                    decode_errors.append(float("nan"))
+                    at = float(packet.pts * packet.time_base - v0)
+                damage_at = at if damage_at is None else min(damage_at, at)
                 continue
             for frame in frames:
                 if frame.pts is None:
@@ -336,31 +256,35 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
                 else:
                     audio.push(frame, t)
             flush(final=False)
+            if damage_at is not None and not pending and (ti >= len(targets) or targets[ti][0].start >= damage_at):
+                break  # everything before the damage is written; the rest is not kept
         audio.finish()
         video_end = _declared_end(vs, container, v0)
-        audio_end = _declared_end(as_, container, v0)
 
-    if decode_errors:
-        first = decode_errors[0]
-        where = f"first near t={first:.2f} s" if first == first else "position unknown"
-        raise SourceError(f"{label}: corrupt data, {len(decode_errors)} packet(s) could not be decoded "
-                          f"({where}); re-download the source")
     if last_t is None:
-        raise SourceError(f"{label}: no video frame could be decoded; re-download the source")
-    if video_end is not None and float(last_t) < video_end - 1.0:
-        raise SourceError(f"{label}: truncated, video decodes to {float(last_t):.2f} s of {video_end:.2f} s "
-                          "declared; re-download the source")
-    if audio.started_at is None:
-        raise SourceError(f"{label}: the audio stream has no decodable samples; re-download it with audio")
-    decoded_audio_end = float(audio.origin) + audio.next_in / max(audio.in_rate, 1)
-    if audio_end is not None and decoded_audio_end < audio_end - 1.0:
-        raise SourceError(f"{label}: truncated, audio decodes to {decoded_audio_end:.2f} s of {audio_end:.2f} s "
-                          "declared; re-download the source")
-    # Targets past the last frame (within the last frame's duration) hold the last frame.
-    fill_until(None)
+        raise SourceFailure("permanent", f"{label}: no video frame could be decoded; re-download the source")
+    if damage_at is None:
+        if video_end is not None and float(last_t) < video_end - 1.0:
+            raise SourceFailure("permanent", f"{label}: truncated, video decodes to {float(last_t):.2f} s of "
+                                f"{video_end:.2f} s declared; re-download the source")
+        if audio.started_at is None:
+            raise SourceFailure("permanent", f"{label}: the audio stream has no decodable samples; "
+                                "re-download it with audio")
+        decoded_audio_end = float(audio.origin) + audio.next_in / max(audio.in_rate, 1)
+        if audio_declared_end is not None and decoded_audio_end < audio_declared_end - AUDIO_END_SLACK_S:
+            raise SourceFailure("permanent", f"{label}: truncated, audio decodes to {decoded_audio_end:.2f} s of "
+                                f"{audio_declared_end:.2f} s declared; re-download the source")
+        # Targets past the last frame (within the last frame's duration) hold the last frame.
+        fill_until(None)
     flush(final=True)
-    return {"clips": written, "video_start_s": float(v0), "audio_start_s": audio.started_at,
-            "audio_gaps": audio.gaps}
+    if damage_at is not None and not written:
+        raise SourceFailure("permanent", f"{label}: corrupt data, {decode_errors} packet(s) could not be decoded "
+                            f"(first near t={damage_at:.2f} s) and no clip ends before it; re-download the source")
+    return {"clips": sorted(written, key=lambda c: c["clip_index"]), "video_start_s": float(v0),
+            "audio_start_s": audio.started_at, "audio_gaps": audio.gaps,
+            "status": "partial" if damage_at is not None else "complete",
+            "damage_at_s": round(damage_at, 6) if damage_at is not None else None,
+            "decode_errors": decode_errors, "rotation_deg": max(rotations) if rotations else 0}
 
 
 def _declared_end(stream, container, v0: Fraction) -> float | None:
@@ -371,7 +295,7 @@ def _declared_end(stream, container, v0: Fraction) -> float | None:
     return None
 
 
-def _write_clip(clip: _Clip, audio: _AudioTrack, out_dir: Path, output: OutputFormat, filters: Filters,
+def _write_clip(clip: _Clip, audio: AudioTrack, out_dir: Path, output: OutputFormat, filters: Filters,
                 spf: int) -> dict[str, Any]:
     samples, zero_filled = audio.take(clip.start, clip.frames * spf)
     smallest = min(clip.video)
@@ -379,10 +303,10 @@ def _write_clip(clip: _Clip, audio: _AudioTrack, out_dir: Path, output: OutputFo
     files = {}
     for size, frames in sorted(clip.video.items()):
         name = f"{clip.key}.{size}.mp4"
-        encode_video(out_dir / name, frames, output.fps, output)
+        write_mp4(out_dir / name, frames, output.fps, settings=h264_settings(output))
         files[str(size)] = name
     flac = f"{clip.key}.flac"
-    encode_flac(out_dir / flac, samples, output.sample_rate)
+    write_flac(out_dir / flac, samples, output.sample_rate)
     return {
         "key": clip.key, "clip_index": clip.index, "scene_index": clip.scene_index,
         "start": clip.start, "end": clip.end, "start_ms": int(round(clip.start * 1000)),
@@ -409,75 +333,88 @@ class _Job:
 
 
 def _resample_one(job: _Job) -> dict[str, Any]:
-    import importlib.metadata as md
-
     import av
     import pandas as pd
-    import soxr
 
+    if not job.scenes.exists():
+        raise SourceFailure("permanent", f"{job.source_id}: no clip table {job.scenes}; run `avbench scene-cut` "
+                            f"first (see failures/scene-cut/{job.source_id}.json if it failed there)")
     table = pd.read_parquet(job.scenes)
     spans = list(zip(table["start"].astype(float), table["end"].astype(float), table["scene_index"].astype(int)))
     result = resample_file(job.path, job.source_id, spans, job.out_dir, job.output, job.filters, job.label)
     meta = {
         "source_id": job.source_id, "source_sha256": job.sha256,
+        "status": result["status"], "damage_at_s": result["damage_at_s"], "decode_errors": result["decode_errors"],
         "timeline": "t = 0 at the video stream's start_time; each stream placed by its own pts",
         "video_start_s": result["video_start_s"], "audio_start_s": result["audio_start_s"],
-        "audio_gaps": result["audio_gaps"],
+        "audio_gaps": result["audio_gaps"], "rotation_deg": result["rotation_deg"],
         "resample": {
             "video": "sample-and-hold: frame k = latest source frame with timestamp <= start + k/fps",
-            "audio": f"mean of channels at the source rate, then soxr {SOXR_QUALITY} to {job.output.sample_rate} Hz",
+            "audio": f"ITU-R BS.775 downmix to mono (LFE dropped) at the source rate, then soxr {SOXR_QUALITY} "
+                     f"to {job.output.sample_rate} Hz",
             "soxr_quality": SOXR_QUALITY, "resize": job.output.resize, "resize_filter": "cv2.INTER_AREA",
         },
-        "encoder": {"video": "libx264", "x264_params": X264_PARAMS, "crf": job.output.crf,
-                    "preset": job.output.preset, "gop": job.output.gop, "threads": 1, "pix_fmt": "yuv420p",
-                    "audio": "flac s16"},
+        "encoder": {**h264_settings(job.output).describe(), "audio": "flac s16"},
         "fps": job.output.fps, "sample_rate": job.output.sample_rate, "sizes": sorted(job.output.sizes),
         "filters_config": asdict(job.filters),
-        "versions": {"av": av.__version__, "soxr": soxr.__version__, "numpy": np.__version__,
-                     "opencv": _version(md, "opencv-python-headless"),
-                     **{k: ".".join(map(str, v)) for k, v in sorted(av.library_versions.items())}},
+        "versions": _versions(av),
         "clips": result["clips"],
     }
     atomic_write_json(job.out_dir / "clips.json", meta)
     kept = [c for c in result["clips"] if c["keep"]]
     seconds = sum(c["frames"] for c in kept) / job.output.fps
-    return {"clips": len(result["clips"]), "kept": len(kept), "seconds": seconds}
+    return {"clips": len(result["clips"]), "kept": len(kept), "seconds": seconds, "status": result["status"]}
 
 
-def _version(md, dist: str) -> str | None:
+def _versions(av) -> dict[str, str | None]:
+    import soxr
+
     try:
-        return md.version(dist)
+        opencv = md.version("opencv-python-headless")
     except md.PackageNotFoundError:
-        return None
+        opencv = None
+    return {"av": av.__version__, "soxr": soxr.__version__, "numpy": np.__version__, "opencv": opencv,
+            **{k: ".".join(map(str, v)) for k, v in sorted(av.library_versions.items())}}
 
 
-def _missing_scenes(job: _Job) -> dict[str, Any]:
-    raise SourceError(f"{job.source_id}: no clip table {job.scenes}; run `avbench scene-cut` first "
-                      f"(see failures/scene-cut/{job.source_id}.json if it failed there)")
+@dataclass(frozen=True)
+class ResampleStage:
+    """The resample stage (Stage protocol): one job per ready source, done when clips.json exists."""
+
+    output: OutputFormat
+    filters: Filters
+    name: str = "resample"
+    parallelism: str = "processes"
+
+    def jobs(self, root: Path, partition: Partition) -> list[Job]:
+        root = Path(root)
+        out = []
+        for rec in ready_sources(root, partition):
+            sid = rec["source_id"]
+            clip_dir = clips_dir(root, sid)
+            upstream = not scenes_path(root, sid).exists() and failure_path(root, "scene-cut", sid).exists()
+            arg = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", scenes_path(root, sid), clip_dir,
+                       self.output, self.filters, rec.get("sha256"))
+            out.append(Job(sid, (clip_dir / "clips.json").exists(), arg, upstream_failed=upstream))
+        return out
+
+    def run(self, job: Job) -> dict[str, Any]:
+        return _resample_one(job.arg)
+
+    def cleanup(self, root: Path, job: Job) -> None:
+        """atomic_path's temp files (`.tmp-*`) that a kill during the job left in its clip folder."""
+        clip_dir = clips_dir(root, job.source_id)
+        if clip_dir.is_dir():
+            for tmp in clip_dir.glob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
 
 
-def _dispatch(job: _Job) -> dict[str, Any]:
-    return _resample_one(job) if job.scenes.exists() else _missing_scenes(job)
+def resample_stage(spec: DatasetSpec) -> ResampleStage:
+    return ResampleStage(spec.output, spec.filters)
 
 
 def resample_sources(spec: DatasetSpec, root: str | Path, cfg: ResampleConfig = ResampleConfig(),
                      progress: Any = None) -> StageSummary:
     """Resample every ready source of this partition that has a clip table (resumable per source)."""
-    from avbench.curate.download import ready_sources
-    from avbench.curate.scenes import scenes_path
-    from avbench.curate.stage import failure_path
-
-    root = Path(root)
-    records = ready_sources(root, cfg.partition)
-    jobs, upstream = [], 0
-    for rec in records:
-        sid = rec["source_id"]
-        out = clips_dir(root, sid)
-        if not scenes_path(root, sid).exists() and failure_path(root, "scene-cut", sid).exists():
-            upstream += 1  # already reported by scene-cut
-            continue
-        job = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", scenes_path(root, sid), out, spec.output,
-                   spec.filters, rec.get("sha256"))
-        jobs.append((sid, out / "clips.json", job))
-    return run_stage("resample", root, jobs, _dispatch, workers=cfg.workers,
-                     progress=cfg.progress if progress is None else progress, upstream_failed=upstream)
+    return run_stage(resample_stage(spec), Path(root), cfg.partition, workers=cfg.workers,
+                     progress=cfg.progress if progress is None else progress)

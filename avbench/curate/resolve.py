@@ -5,39 +5,35 @@ Searches change every day, so a dataset is never rebuilt from a search: `resolve
 Hugging Face repository at a commit sha, expands the offline kinds, and writes one row per source. Later
 stages read only the lock file, and a lock file can be shared so others rebuild the same set.
 
-Lock files are CSV (fixed column order, rows sorted by source_id, so the same sources give the same
-bytes) or parquet when the file name ends in `.parquet`.
+Lock file I/O is `lock.py`; everything said to yt-dlp is `ytdlp.py`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
-import json
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from avbench.curate import ytdlp
+from avbench.curate.ffmpeg import ensure_ffmpeg_on_path
+from avbench.curate.lock import write_lock
 from avbench.curate.sources import (
-    LOCK_COLUMNS,
     SourceEntry,
     SourceError,
     expand_hf,
     expand_offline,
+    merge_entries,
     short_hash,
     spec_base,
     youtube_url,
 )
 from avbench.curate.spec import DatasetSpec, HFSource, YouTubeSearchSource, load_spec
-from avbench.errors import LockError, ResolveError
+from avbench.errors import ResolveError
 
-LOCK_KINDS = ("youtube", "url", "hf", "file", "synthetic")
 # YouTube's own "Creative Commons" search filter (the `sp` parameter of /results).
 _CC_FILTER = "EgIwAQ=="
-
-
 
 
 # ---- YouTube search ----------------------------------------------------------------------------------
@@ -93,30 +89,12 @@ def rows_from_search(info: dict, src: YouTubeSearchSource) -> list[SourceEntry]:
 
 
 def search_youtube(src: YouTubeSearchSource, *, cookies: str | None = None, logger: Any = None) -> list[SourceEntry]:
-    """Run the search once. Twice `max_results` are requested because the duration bounds drop some."""
-    import yt_dlp
-
-    from avbench.curate.ffmpeg import ensure_ffmpeg_on_path
-
+    """Run the search once. Twice `max_results` are requested because the duration bounds drop some.
+    yt-dlp's errors go to `logger` (a quiet one by default); the caller reports the exception."""
     ensure_ffmpeg_on_path()
     n = max(1, 2 * src.max_results)
-    opts: dict[str, Any] = {
-        "extract_flat": "in_playlist",
-        "playlistend": n,
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-    }
-    if cookies:
-        opts["cookiefile"] = cookies
-    if logger is None:
-        from avbench.curate.download import _YtdlpLogger
-
-        logger = _YtdlpLogger()  # quiet=True alone still prints errors; they are reported by the caller
-    opts["logger"] = logger
-    with yt_dlp.YoutubeDL(opts) as ydl:
-        info = ydl.extract_info(search_url(src, n), download=False)
-    return rows_from_search(ydl.sanitize_info(info) or {}, src)
+    info = ytdlp.extract(search_url(src, n), ytdlp.search_options(n, cookies=cookies, logger=logger), download=False)
+    return rows_from_search(info, src)
 
 
 # ---- resolving a whole spec --------------------------------------------------------------------------
@@ -124,9 +102,9 @@ def search_youtube(src: YouTubeSearchSource, *, cookies: str | None = None, logg
 
 @dataclass(frozen=True)
 class ResolveConfig:
-    spec: str  # a path or a name under manifests/
-    out: Path | None = None  # lock file to write (.csv or .parquet); None = do not write
-    cookies: str | None = None
+    spec: str = field(metadata={"help": "Dataset spec: a path to a .toml or a name in manifests/ (e.g. concerts)."})
+    out: Path | None = field(default=None, metadata={"help": "Lock file to write (.csv, or .parquet)."})  # None: do not write
+    cookies: str | None = field(default=None, metadata={"help": "Netscape cookies file for yt-dlp."})
 
 
 def resolve_entries(
@@ -135,7 +113,8 @@ def resolve_entries(
     cookies: str | None = None,
     search: Callable[[YouTubeSearchSource], list[SourceEntry]] | None = None,
 ) -> list[SourceEntry]:
-    """All sources of `spec` as pinned entries, deduplicated by source_id (first occurrence wins)."""
+    """All sources of `spec` as pinned entries, one per source_id: the first occurrence wins, except that
+    the same file bytes listed twice keep every path."""
     base = spec_base(spec)
     label = str(spec.path) if spec.path else spec.name
     failures: list[str] = []
@@ -153,12 +132,10 @@ def resolve_entries(
             failures.append(str(e) if str(e).startswith(label) else f"{where}: {e}")
             continue
         except Exception as e:  # yt-dlp errors (network, extractor): one line each
-            from avbench.curate.download import one_line
-
-            failures.append(f"{where}: {one_line(str(e)) or type(e).__name__}")
+            failures.append(f"{where}: {ytdlp.one_line(str(e)) or type(e).__name__}")
             continue
         for r in rows:
-            found.setdefault(r.source_id, r)
+            found[r.source_id] = merge_entries(found[r.source_id], r) if r.source_id in found else r
     if failures:
         # A partial lock file would silently pin a smaller dataset; fail and say which sources broke.
         raise ResolveError(f"{len(failures)} source(s) could not be resolved:\n" + "\n".join(failures))
@@ -171,106 +148,3 @@ def resolve(cfg: ResolveConfig) -> list[SourceEntry]:
     if cfg.out is not None:
         write_lock(cfg.out, rows)
     return rows
-
-
-# ---- lock file I/O -----------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(round(value, 3))
-    return str(value)
-
-
-def lock_bytes(rows: list[SourceEntry]) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(LOCK_COLUMNS)
-    for r in sorted(rows, key=lambda r: r.source_id):
-        d = r.to_row()
-        w.writerow([_cell(d[c]) for c in LOCK_COLUMNS])
-    return buf.getvalue().encode("utf-8")
-
-
-def write_lock(path: str | Path, rows: list[SourceEntry]) -> Path:
-    """Write a lock file atomically: CSV, or parquet for a `.parquet` name."""
-    from avbench.io import atomic_path, atomic_write_bytes
-
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        ordered = sorted(rows, key=lambda r: r.source_id)
-        cols = {c: [r.to_row()[c] for r in ordered] for c in LOCK_COLUMNS}
-        schema = pa.schema([(c, pa.float64() if c == "duration_s" else pa.string()) for c in LOCK_COLUMNS])
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.table(cols, schema=schema), tmp)
-    else:
-        atomic_write_bytes(path, lock_bytes(rows))
-    return path
-
-
-def _row_to_entry(d: dict, path: Path, lineno: int) -> SourceEntry:
-    where = f"{path}: row {lineno}"
-    kind = (d.get("kind") or "").strip()
-    if kind not in LOCK_KINDS:
-        raise LockError(f"{where}: column 'kind' is {kind!r}, expected one of {', '.join(LOCK_KINDS)}")
-    sid = (d.get("source_id") or "").strip()
-    if not sid or any(ch in sid for ch in "./\\ "):
-        raise LockError(f"{where}: column 'source_id' {sid!r} is empty or has dots, slashes or spaces")
-    dur = d.get("duration_s")
-    if dur is None or dur == "" or (isinstance(dur, float) and dur != dur):
-        duration = None
-    else:
-        try:
-            duration = float(dur)
-        except (TypeError, ValueError):
-            raise LockError(f"{where}: column 'duration_s' must be a number, got {dur!r}") from None
-    vals = {c: ("" if d.get(c) is None else str(d.get(c))) for c in LOCK_COLUMNS if c != "duration_s"}
-    vals["source_id"], vals["kind"] = sid, kind
-    if kind in ("youtube", "url", "hf") and not vals["url"]:
-        raise LockError(f"{where}: {kind} row {sid!r} has an empty 'url'")
-    if vals["ranges"]:
-        try:
-            json.loads(vals["ranges"])
-        except json.JSONDecodeError:
-            raise LockError(f"{where}: column 'ranges' must be JSON like [[10, 40]], got {vals['ranges']!r}") from None
-    return SourceEntry(duration_s=duration, **vals)
-
-
-def read_lock(path: str | Path) -> list[SourceEntry]:
-    """Read and validate a lock file (CSV or parquet); LockError names the file, row and column."""
-    path = Path(path)
-    if not path.exists():
-        raise LockError(f"{path}: lock file not found; create it with `avbench resolve SPEC --out {path}`")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            records = pq.read_table(path).to_pylist()
-        except Exception as e:
-            raise LockError(f"{path}: not a readable parquet lock file ({e})") from None
-        header = list(records[0]) if records else list(LOCK_COLUMNS)
-        start = 1
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise LockError(f"{path}: not a UTF-8 CSV lock file") from None
-        reader = csv.DictReader(io.StringIO(text))
-        header = reader.fieldnames or []
-        records = list(reader)
-        start = 2  # line numbers as a text editor shows them (the header is line 1)
-    missing = [c for c in LOCK_COLUMNS if c not in header]
-    if missing:
-        raise LockError(f"{path}: missing column {missing[0]!r}; regenerate it with `avbench resolve`")
-    entries = [_row_to_entry(d, path, start + i) for i, d in enumerate(records)]
-    seen: set[str] = set()
-    for e in entries:
-        if e.source_id in seen:
-            raise LockError(f"{path}: source_id {e.source_id!r} appears twice")
-        seen.add(e.source_id)
-    return sorted(entries, key=lambda e: e.source_id)

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from avbench.curate.records import ready_sources
 from avbench.curate.partition import Partition
 from avbench.curate.spec import ClipPolicy, DatasetSpec, SceneDetection
-from avbench.curate.stage import SourceError, StageSummary, run_stage
+from avbench.curate.stage import Job, StageSummary, run_stage
+from avbench.errors import ConfigError, SourceFailure
 from avbench.io import atomic_path
 
 DEFAULT_THRESHOLDS = {"content": 27.0, "adaptive": 3.0}
@@ -33,11 +35,14 @@ COLUMNS = ["source_id", "clip_index", "start", "end", "scene_index", "detector",
 class SceneCutConfig:
     """Options of `avbench scene-cut`; `detector`/`threshold` override the spec's `[scenes]` when set."""
 
-    workers: int = 0  # 0 = one per core
-    partition: Partition = Partition(0, 1)
-    detector: str | None = None
-    threshold: float | None = None
-    progress: Any = True
+    workers: int = field(default=0, metadata={"help": "Parallel worker processes (0 = one per core).", "min": 0})
+    partition: Partition = field(default=Partition(0, 1), metadata={
+        "help": "Process only slice I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8."})
+    detector: str | None = field(default=None, metadata={
+        "help": "content or adaptive (default: the spec's [scenes] detector)."})
+    threshold: float | None = field(default=None, metadata={
+        "help": "Detector threshold (default: the spec's, else the detector's own)."})
+    progress: Any = field(default=True, metadata={"help": "Show a progress bar."})
 
 
 def scenes_path(root: Path, source_id: str) -> Path:
@@ -49,7 +54,7 @@ def effective_detection(spec_scenes: SceneDetection, cfg: SceneCutConfig) -> Sce
     if cfg.threshold is not None:
         det = replace(det, threshold=cfg.threshold)
     if det.detector not in DEFAULT_THRESHOLDS:
-        raise ValueError(f"--detector {det.detector!r}: choose one of {', '.join(DEFAULT_THRESHOLDS)}")
+        raise ConfigError(f"--detector {det.detector!r}: choose one of {', '.join(DEFAULT_THRESHOLDS)}")
     return det
 
 
@@ -73,7 +78,9 @@ def detect_cuts(path: str | Path, det: SceneDetection) -> tuple[list[float], flo
     """Cut times (seconds, the first frame of each new scene) and the end of the video."""
     from scenedetect import SceneManager, open_video
 
-    video = open_video(str(path), backend="pyav")
+    # suppress_output: without it PySceneDetect restores libav's default log callback for the whole
+    # process, and every later libx264 encode (resample in the same worker) prints ~17 lines per clip.
+    video = open_video(str(path), backend="pyav", suppress_output=True)
     manager = SceneManager()
     if det.downscale:
         manager.auto_downscale = False
@@ -82,7 +89,7 @@ def detect_cuts(path: str | Path, det: SceneDetection) -> tuple[list[float], flo
     manager.detect_scenes(video=video)
     scenes = manager.get_scene_list(start_in_scene=True)
     if not scenes:
-        raise SourceError(f"{path}: no video frames could be decoded; the file is damaged, re-download it")
+        raise SourceFailure("permanent", f"{path}: no video frames could be decoded; the file is damaged, re-download it")
     end = float(scenes[-1][1].seconds)
     # The flash filter can report a "cut" at the very last frame when the stream ends; a scene shorter
     # than the minimum scene length is not a scene.
@@ -118,15 +125,15 @@ def check_source(path: Path, label: str) -> float:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise SourceError(f"{label}: no video stream; avbench needs audio-video sources "
+                raise SourceFailure("permanent", f"{label}: no video stream; avbench needs audio-video sources "
                                   "(drop it from the spec)")
             if not container.streams.audio:
-                raise SourceError(f"{label}: no audio stream; re-download it with audio "
+                raise SourceFailure("permanent", f"{label}: no audio stream; re-download it with audio "
                                   "(yt-dlp format '+ba') or drop it")
             v = container.streams.video[0]
             duration = float(v.duration * v.time_base) if v.duration else (container.duration or 0) / 1e6
     except av.error.FFmpegError as e:
-        raise SourceError(f"{label}: cannot be opened ({e.strerror or e}); "
+        raise SourceFailure("permanent", f"{label}: cannot be opened ({e.strerror or e}); "
                           "the file is damaged, re-download it") from None
     return duration
 
@@ -151,7 +158,7 @@ def _scene_cut_one(job: _Job) -> dict[str, Any]:
     label = job.label
     duration = check_source(job.path, label)
     if 0 < duration < job.clip.min_clip_s:
-        raise SourceError(f"{label}: too short ({duration:.2f} s of video, one clip needs "
+        raise SourceFailure("permanent", f"{label}: too short ({duration:.2f} s of video, one clip needs "
                           f"{job.clip.min_clip_s} s); drop it")
     cuts, end = detect_cuts(job.path, job.detection)
     spans = apply_clip_policy(cuts, end, job.clip, list(job.keep) if job.keep else None)
@@ -194,24 +201,45 @@ def read_scenes_meta(root: Path, source_id: str) -> dict[str, Any]:
     return json.loads(pq.read_schema(scenes_path(root, source_id)).metadata[b"avbench"])
 
 
-def _ready(root: Path, partition: Partition) -> list[dict]:
-    from avbench.curate.download import ready_sources
+def _tmp_leftovers(out: Path) -> list[Path]:
+    """atomic_path's temp copies of `out` that a kill can leave (`.tmp-<name>.<random><suffix>`)."""
+    return sorted(out.parent.glob(f".tmp-{out.name}.*")) if out.parent.is_dir() else []
 
-    return ready_sources(root, partition)
+
+@dataclass(frozen=True)
+class SceneCutStage:
+    """The scene-cut stage (Stage protocol): one job per ready source, done when its parquet exists."""
+
+    detection: SceneDetection
+    clip: ClipPolicy
+    name: str = "scene-cut"
+    parallelism: str = "processes"
+
+    def jobs(self, root: Path, partition: Partition) -> list[Job]:
+        root = Path(root)
+        out = []
+        for rec in ready_sources(root, partition):
+            sid = rec["source_id"]
+            path = scenes_path(root, sid)
+            keep = tuple((float(a), float(b)) for a, b in rec["ranges"]) if rec.get("ranges") else None
+            arg = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", path, self.detection, self.clip, keep)
+            out.append(Job(sid, path.exists(), arg))
+        return out
+
+    def run(self, job: Job) -> dict[str, Any]:
+        return _scene_cut_one(job.arg)
+
+    def cleanup(self, root: Path, job: Job) -> None:
+        for tmp in _tmp_leftovers(job.arg.out):
+            tmp.unlink(missing_ok=True)
+
+
+def scene_cut_stage(spec: DatasetSpec, cfg: SceneCutConfig = SceneCutConfig()) -> SceneCutStage:
+    return SceneCutStage(effective_detection(spec.scenes, cfg), spec.clip)
 
 
 def scene_cut_sources(spec: DatasetSpec, root: str | Path, cfg: SceneCutConfig = SceneCutConfig(),
                       progress: Any = None) -> StageSummary:
     """Run scene detection + the clip policy for every ready source of this partition (resumable)."""
-    root = Path(root)
-    det = effective_detection(spec.scenes, cfg)
-    records = _ready(root, cfg.partition)
-    jobs = []
-    for rec in records:
-        out = scenes_path(root, rec["source_id"])
-        label = f"{rec['path']} ({rec['source_id']})"
-        keep = tuple((float(a), float(b)) for a, b in rec["ranges"]) if rec.get("ranges") else None
-        jobs.append((rec["source_id"], out,
-                     _Job(rec["source_id"], root / rec["path"], label, out, det, spec.clip, keep)))
-    return run_stage("scene-cut", root, jobs, _scene_cut_one, workers=cfg.workers,
+    return run_stage(scene_cut_stage(spec, cfg), Path(root), cfg.partition, workers=cfg.workers,
                      progress=cfg.progress if progress is None else progress)

@@ -20,23 +20,30 @@ import json
 import math
 import tarfile
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avbench.curate.partition import Partition
+from avbench.curate.records import ready_sources
+from avbench.curate.scenes import read_scenes_meta
 from avbench.curate.spec import DatasetSpec
 from avbench.curate.split import SPLITS, assign_split, order_key
+from avbench.curate.stage import Job
+from avbench.dataset_index import INDEX_FORMAT, load_index, write_index  # noqa: F401 - load_index: re-export
 from avbench.io import atomic_path, atomic_write_json, sha256_file
 
-INDEX_FORMAT = "avbench-shards-v1"
 TARGET_SHARD_BYTES = 1_000_000_000  # ~1 GB shards when the spec leaves samples_per_shard at 0
 
 
 @dataclass(frozen=True)
 class ShardConfig:
-    sizes: tuple[int, ...] | None = None  # None = the spec's output sizes
-    samples_per_shard: int = 0  # 0 = the spec's value; if that is 0 too, ~TARGET_SHARD_BYTES per shard
-    target_shard_bytes: int = TARGET_SHARD_BYTES
+    sizes: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "Frame size(s) to shard (default: all of the spec's)."})
+    samples_per_shard: int = field(default=0, metadata={
+        "help": "Samples per tar (0 = the spec's; if 0 there too, about target_shard_bytes per shard).", "min": 0})
+    target_shard_bytes: int = field(default=TARGET_SHARD_BYTES, metadata={
+        "help": "Shard size aimed at when no samples_per_shard is set.", "min": 1})
 
 
 @dataclass
@@ -46,6 +53,7 @@ class ShardSummary:
     sources_ready: int = 0
     sources_missing_clips: list[str] = field(default_factory=list)
     sources_failed: dict[str, int] = field(default_factory=dict)  # stage → count
+    sources_partial: dict[str, float | None] = field(default_factory=dict)  # id → damage_at_s (clips kept)
     clip_errors: list[str] = field(default_factory=list)
     index_path: Path | None = None
 
@@ -68,7 +76,7 @@ class _Sample:
 
 
 def _ready_sources(root: Path) -> list[dict]:
-    from avbench.curate.download import ready_sources
+    from avbench.curate.records import ready_sources
 
     return ready_sources(root)
 
@@ -92,10 +100,8 @@ def filter_reasons(clip: dict) -> list[str]:
 def _scene_detector(root: Path, source_id: str) -> dict | None:
     """Detector name, parameters and version recorded by scene-cut (in the parquet's metadata)."""
     try:
-        from avbench.curate.scenes import read_scenes_meta
-
         return read_scenes_meta(root, source_id)
-    except (ImportError, OSError, KeyError, TypeError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError):
         return None
 
 
@@ -191,7 +197,7 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
     versions = library_versions()
     summary = ShardSummary()
 
-    ready = sorted(_ready_sources(root), key=lambda r: r["source_id"])
+    ready = sorted(ready_sources(root), key=lambda r: r["source_id"])
     summary.sources_ready = len(ready)
     summary.sources_failed = _failed_stages(root, {r["source_id"] for r in ready})
     by_group: dict[tuple[int, str], list[_Sample]] = defaultdict(list)
@@ -213,6 +219,8 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
                 f"{now[:12]}; delete scenes/{sid}.parquet and clips/{sid}/, then rerun scene-cut and resample")
             continue
         st["sources"] += 1
+        if processing.get("status") == "partial":
+            summary.sources_partial[sid] = processing.get("damage_at_s")
         st["hours_in"] += float(rec.get("duration_s") or 0.0) / 3600.0
         detector = _scene_detector(root, sid)
         for clip in clips:
@@ -301,6 +309,7 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
             "ready": len(ready),
             "missing_clips": sorted(summary.sources_missing_clips),
             "failed_by_stage": summary.sources_failed,
+            "partial": dict(sorted(summary.sources_partial.items())),
         },
         "clip_errors": summary.clip_errors,
         "splits": {sp: _round_stats(stats[sp]) for sp in SPLITS},
@@ -316,8 +325,7 @@ def shard_dataset(spec: DatasetSpec, root: str | Path, cfg: ShardConfig = ShardC
         "samples_per_shard": {str(k): v for k, v in per_size.items()},
         "shards": index_rows,
     }
-    atomic_write_json(out / "index.json", index)
-    summary.index_path = out / "index.json"
+    summary.index_path = write_index(root, index)
     return summary
 
 
@@ -341,9 +349,27 @@ def _round_stats(st: dict) -> dict:
             "filtered_by_reason": dict(sorted(st["filtered_by_reason"].items()))}
 
 
-def load_index(root: str | Path) -> dict:
-    """Read `DIR/shards/index.json`; a clear error when the shard stage has not completed."""
-    path = Path(root) / "shards" / "index.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no shard index; run `avbench shard SPEC --root {root}` (or `avbench build`) first")
-    return json.loads(path.read_text(encoding="utf-8"))
+@dataclass(frozen=True)
+class ShardStage:
+    """The shard stage (Stage protocol): one job ("shards"), a merge over every source of the root.
+
+    Never partitioned (a partitioned run has no shard job) and never `done`: it rewrites the shards it
+    owns on every run, so sources finished since the last run are included."""
+
+    spec: DatasetSpec
+    cfg: ShardConfig = ShardConfig()
+    name: str = "shard"
+    parallelism: str = "processes"
+
+    def jobs(self, root: Path, partition: Partition) -> list[Job]:
+        return [] if partition.count > 1 else [Job("shards", False, Path(root))]
+
+    def run(self, job: Job) -> dict[str, Any]:
+        return asdict(shard_dataset(self.spec, job.arg, self.cfg))
+
+    def cleanup(self, root: Path, job: Job) -> None:
+        """atomic_path's temp files that a kill during sharding left (tars, index, stats)."""
+        base = Path(root) / "shards"
+        if base.is_dir():
+            for tmp in base.rglob(".tmp-*"):
+                tmp.unlink(missing_ok=True)

@@ -4,8 +4,9 @@ An entry is what the lock file pins and what the download stage fetches. Kinds t
 (youtube ids, urls, files, synthetic) expand here directly; Hugging Face listings go through the hub's
 public HTTP API (no huggingface_hub dependency); YouTube searches are resolved in `resolve.py`.
 
-Source ids are file-name safe (no dots or slashes): a YouTube id, `url-<12 hex>`, `file-<12 hex>`,
-`hf-<12 hex>` (of `repo/path`, so re-pinning a newer revision keeps the id) or `synth-<seed>-<i>`.
+Source ids are file-name safe (no dots or slashes): a YouTube id, `url-<12 hex>`, `file-<16 hex>` (of
+the file's bytes: a source is its content, wherever it lies), `hf-<12 hex>` (of `repo/path`, so
+re-pinning a newer revision keeps the id) or `synth-<seed>-<i>`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from avbench.curate.spec import (
     UrlSource,
     YouTubeSource,
 )
+from avbench.curate.synthetic import plan_synthetic
 from avbench.errors import CurateError
+from avbench.io import sha256_file
 
 
 class SourceError(CurateError, ValueError):
@@ -44,7 +47,7 @@ class SourceEntry:
 
     source_id: str
     kind: str
-    id: str  # YouTube id, URL, repo path, absolute file path, or the synthetic seed
+    id: str  # YouTube id, URL, repo path, absolute file path(s) (see file_paths), or the synthetic seed
     url: str = ""  # what the downloader fetches; empty for file and synthetic
     title: str = ""
     channel: str = ""
@@ -106,25 +109,58 @@ def expand_url(src: UrlSource, where: str) -> list[SourceEntry]:
     return out
 
 
+def file_paths(entry: SourceEntry) -> list[str]:
+    """The paths of a `file` row: one path, or a JSON list when the same bytes lie under several."""
+    return json.loads(entry.id) if entry.id.startswith("[") else [entry.id]
+
+
+def file_entry(source_id: str, paths: list[str]) -> SourceEntry:
+    ordered = sorted(set(paths))
+    ident = ordered[0] if len(ordered) == 1 else json.dumps(ordered)
+    return SourceEntry(source_id=source_id, kind="file", id=ident, title=Path(ordered[0]).name)
+
+
+def merge_entries(a: SourceEntry, b: SourceEntry) -> SourceEntry:
+    """Two rows with one source id: file rows are the same bytes found twice and keep both paths; for
+    other kinds the first wins (a video found by two searches keeps the first query)."""
+    if a.kind == b.kind == "file":
+        return file_entry(a.source_id, file_paths(a) + file_paths(b))
+    return a
+
+
 def expand_files(src: FileSource, base: Path, where: str) -> list[SourceEntry]:
-    out = []
+    """One entry per distinct content: the id is `file-<16 hex of sha256(bytes)>`, the same wherever the
+    files lie, so a spec and its files copied elsewhere rebuild the same dataset; the paths are kept as
+    provenance. A listed path that cannot be read (missing, a directory, a symlink loop) becomes an entry
+    of its own, `file-unread-<12 hex of sha256(path)>`, which the download stage records as failed with
+    the reason: one bad path must not stop the others."""
+    by_digest: dict[str, list[str]] = {}
+    unread: list[str] = []
+    seen: set[str] = set()
     for pattern in src.paths:
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
         if glob.has_magic(full):
-            matches = sorted(glob.glob(full, recursive=True))
+            # A folder matched by a wildcard is not something the user listed: skip it quietly.
+            matches = [m for m in sorted(glob.glob(full, recursive=True)) if not os.path.isdir(m)]
             if not matches:
                 raise SourceError(f"{where}: no file matches {pattern!r} (relative to {base})")
         else:
-            matches = [full]  # a missing file is recorded as a failed source, not a spec error
+            matches = [full]
         for m in matches:
-            p = str(Path(m).resolve())
-            out.append(SourceEntry(source_id=f"file-{short_hash(p)}", kind="file", id=p, title=Path(p).name))
+            p = os.path.abspath(m)  # not resolve(): the user's name for the file, and loops do not raise
+            if p in seen:
+                continue
+            seen.add(p)
+            try:
+                by_digest.setdefault(sha256_file(p), []).append(p)
+            except OSError:
+                unread.append(p)
+    out = [file_entry(f"file-{digest[:16]}", paths) for digest, paths in by_digest.items()]
+    out += [file_entry(f"file-unread-{short_hash(p)}", [p]) for p in unread]
     return out
 
 
 def expand_synthetic(src: SyntheticSource) -> list[SourceEntry]:
-    from avbench.curate.synthetic import plan_synthetic
-
     return [
         SourceEntry(
             source_id=p.source_id,

@@ -1,30 +1,59 @@
-"""Run one per-source stage over many sources: resume, parallel workers, failure records, a summary.
+"""The Stage protocol and its local executor `run_stage`.
 
-A stage is a picklable function `work(job) -> dict` over one source plus a completion marker path per
-source. Sources whose marker exists are skipped; a source whose `work` raises is recorded in
-`DIR/failures/<stage>/<source_id>.json` (one line of reason, the error class) and the run goes on. A
-success removes an old failure record. Results come back in the order of the input, never the order of
-completion, so summaries are deterministic.
+A stage (download, scene-cut, resample, shard) does the work of ONE job; the executor does everything
+else: which jobs to skip (the stage marks them `done`), cleaning the stage's own temp files before a
+job runs again, parallelism, failure records, progress and the summary. That split is the seam other
+executors (SLURM arrays, Ray) plug into: they run any stage the same way.
+
+Failures: a stage raises `avbench.errors.SourceFailure(cls, message)`; any other exception becomes a
+permanent failure with its one-line `Type: message`. Either is written to
+`ROOT/failures/<stage>/<source_id>.json` (one line of reason, the class) and the run goes on; a later
+success removes the record. Results come back in the order of the jobs, never the order of completion,
+so summaries are deterministic.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Protocol
 
-from avbench.errors import CurateError
+from rich.progress import Progress
+
+from avbench.curate.partition import Partition
+from avbench.errors import SourceFailure
 from avbench.io import atomic_write_json
 
+PARALLELISM = ("threads", "processes")
 
-class SourceError(CurateError):
-    """A source cannot be processed; the message is one line naming the file and what to do."""
 
-    def __init__(self, message: str, error_class: str = "permanent"):
-        super().__init__(message)
-        self.error_class = error_class
+@dataclass(frozen=True)
+class Job:
+    """One unit of a stage's work. `arg` must be picklable (process workers receive it)."""
+
+    source_id: str  # what failure records and summaries are keyed by ("shards" for the shard stage)
+    done: bool  # computed by the stage (marker exists / record says ok); run_stage skips done jobs
+    arg: Any = None
+    # An earlier stage recorded this source as failed and left nothing to work on: counted in the
+    # summary (so totals add up over stages) but neither run nor recorded again.
+    upstream_failed: bool = False
+
+
+class Stage(Protocol):
+    name: str  # "download" | "scene-cut" | "resample" | "shard"
+    parallelism: str  # "threads" (I/O bound) | "processes" (CPU bound)
+
+    def jobs(self, root: Path, partition: Partition) -> list[Job]:
+        """Every job of this root and slice, sorted by source id."""
+
+    def run(self, job: Job) -> dict:
+        """Do one job; on failure raise SourceFailure(cls, message)."""
+
+    def cleanup(self, root: Path, job: Job) -> None:
+        """Remove this stage's own leftover temp files of the job before it (re)runs (may do nothing)."""
 
 
 @dataclass
@@ -35,18 +64,29 @@ class StageSummary:
     skipped: int = 0
     failed: int = 0
     upstream_failed: int = 0  # sources an earlier stage already recorded as failed (not retried here)
-    failures: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # source id → one-line reason
+    failure_classes: dict[str, str] = field(default_factory=dict)  # source id → permanent | transient
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def transient(self) -> int:
+        return sum(1 for c in self.failure_classes.values() if c == "transient")
+
+    @property
+    def permanent(self) -> int:
+        return sum(1 for c in self.failure_classes.values() if c == "permanent")
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "total": self.total, "done": self.done, "skipped": self.skipped,
                 "failed": self.failed, "upstream_failed": self.upstream_failed,
+                "transient": self.transient, "permanent": self.permanent,
                 "failures": dict(sorted(self.failures.items()))}
 
     def line(self) -> str:
         upstream = f", {self.upstream_failed} failed in an earlier stage" if self.upstream_failed else ""
-        return (f"{self.stage}: {self.done} done, {self.skipped} already done, {self.failed} failed{upstream} "
-                f"(of {self.total} sources)")
+        transient = f" ({self.transient} transient: rerun to retry)" if self.transient else ""
+        return (f"{self.stage}: {self.done} done, {self.skipped} already done, {self.failed} failed{transient}"
+                f"{upstream} (of {self.total} sources)")
 
 
 def default_workers() -> int:
@@ -57,89 +97,93 @@ def failure_path(root: Path, stage: str, source_id: str) -> Path:
     return Path(root) / "failures" / stage / f"{source_id}.json"
 
 
-def _call(work: Callable[[Any], dict], job: Any) -> tuple[str, Any]:
+def _call(stage: Stage, job: Job) -> tuple[str, Any]:
     """Run in the worker: turn every exception into a one-line reason (a crash must not kill the run)."""
     try:
-        return "ok", work(job)
-    except SourceError as e:
-        return "failed", (str(e), e.error_class)
+        return "ok", stage.run(job)
+    except SourceFailure as e:
+        return "failed", (str(e).splitlines()[0] if str(e) else type(e).__name__, e.cls)
     except Exception as e:  # noqa: BLE001 - any library error becomes this source's failure record
         return "failed", (f"{type(e).__name__}: {e}".splitlines()[0], "permanent")
 
 
-def run_stage(
-    stage: str,
-    root: Path,
-    jobs: Iterable[tuple[str, Path, Any]],
-    work: Callable[[Any], dict],
-    *,
-    workers: int = 0,
-    progress: Any = True,
-    upstream_failed: int = 0,
-) -> StageSummary:
-    """`jobs` are (source_id, marker path, job argument). `progress`: True for a rich bar, False for
-    none, or a `rich.progress.Progress` to add a task to (the build command shares one)."""
+def run_stage(stage: Stage, root: Path, partition: Partition = Partition(0, 1), *, workers: int = 0,
+              progress: bool | Progress = True) -> StageSummary:
+    """Run every job of `stage` for this root and slice that is not done yet.
+
+    `workers`: threads or processes (per `stage.parallelism`); 0 = one per core. `progress`: True for
+    a rich bar, False for none, or a `rich.progress.Progress` to add a task to (build shares one).
+    """
+    if stage.parallelism not in PARALLELISM:
+        raise ValueError(f"stage {stage.name}: parallelism must be one of {PARALLELISM}, not {stage.parallelism!r}")
     root = Path(root)
-    jobs = list(jobs)
-    summary = StageSummary(stage=stage, total=len(jobs) + upstream_failed, upstream_failed=upstream_failed)
-    todo = []
-    for source_id, marker, arg in jobs:
-        if Path(marker).exists():
+    jobs = stage.jobs(root, partition)
+    summary = StageSummary(stage=stage.name, total=len(jobs))
+    todo: list[Job] = []
+    for job in jobs:
+        if job.upstream_failed:
+            summary.upstream_failed += 1
+        elif job.done:
             summary.skipped += 1
         else:
-            todo.append((source_id, arg))
+            todo.append(job)
     workers = min(workers or default_workers(), max(1, len(todo)))
 
-    def record(source_id: str, status: str, value: Any) -> None:
-        fpath = failure_path(root, stage, source_id)
+    def record(job: Job, status: str, value: Any) -> None:
+        fpath = failure_path(root, stage.name, job.source_id)
         if status == "ok":
             summary.done += 1
-            summary.results[source_id] = value
+            summary.results[job.source_id] = value
             fpath.unlink(missing_ok=True)
         else:
             message, error_class = value
             summary.failed += 1
-            summary.failures[source_id] = message
-            atomic_write_json(fpath, {"source_id": source_id, "stage": stage, "status": "failed",
+            summary.failures[job.source_id] = message
+            summary.failure_classes[job.source_id] = error_class
+            atomic_write_json(fpath, {"source_id": job.source_id, "stage": stage.name, "status": "failed",
                                       "error_class": error_class, "error": message})
 
-    with _progress(progress, stage, len(todo)) as advance:
+    with _progress(progress, stage.name, len(todo)) as advance:
+        for job in todo:
+            # before any worker starts: a leftover of a killed run must not be mistaken for output
+            stage.cleanup(root, job)
         if workers <= 1:
-            for source_id, arg in todo:
-                record(source_id, *_call(work, arg))
+            for job in todo:
+                record(job, *_call(stage, job))
                 advance()
         else:
-            # spawn, not fork: the parent may hold threads (rich's refresher, torch) that fork would copy
-            # in a locked state. An executor, not a Pool: a worker that dies raises instead of hanging.
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                pending = [pool.submit(_call, work, arg) for _, arg in todo]
-                for (source_id, _), fut in zip(todo, pending):
+            with _executor(stage.parallelism, workers) as pool:
+                pending = [pool.submit(_call, stage, job) for job in todo]
+                for job, fut in zip(todo, pending):
                     try:
                         status, value = fut.result()
                     except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
                         reason = f"worker crashed: {type(e).__name__}: {e}".splitlines()[0]
                         status, value = "failed", (reason, "transient")
-                    record(source_id, status, value)
+                    record(job, status, value)
                     advance()
     return summary
+
+
+def _executor(parallelism: str, workers: int) -> Executor:
+    if parallelism == "threads":
+        return ThreadPoolExecutor(workers)
+    # spawn, not fork: the parent may hold threads (rich's refresher, torch) that fork would copy in a
+    # locked state. An executor, not a Pool: a worker that dies raises instead of hanging.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 class _progress:
     """A context manager yielding `advance()`; hides rich behind a tiny interface."""
 
-    def __init__(self, progress: Any, stage: str, total: int):
+    def __init__(self, progress: bool | Progress | None, stage: str, total: int):
         self.progress, self.stage, self.total = progress, stage, total
-        self._own = None
+        self._own: Progress | None = None
 
     def __enter__(self) -> Callable[[], None]:
         if self.progress is False or self.progress is None or self.total == 0:
             return lambda: None
         if self.progress is True:
-            from rich.progress import Progress
-
             self._own = Progress(transient=False)
             self._own.__enter__()
             bar = self._own

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from avbench.curate.avframes import yuv420_frame
 from avbench.curate.spec import SyntheticSource
+from avbench.media import H264, add_aac_stream, add_h264_stream, yuv420_frame
 
 # Six classes: colour (RGB) ↔ pitch (Hz). Hues far apart so a 64 px frame still tells them apart.
 CLASSES: tuple[tuple[tuple[int, int, int], float], ...] = (
@@ -252,7 +252,7 @@ def render_synthetic(
     """Write one synthetic source to `path` (container from the suffix: .mp4, .mov, .mkv) and return
     its ground truth (times in seconds on the video timeline; see the module docstring).
 
-    The bytes depend only on the arguments and the library versions (libx264 with one thread).
+    The bytes depend only on the arguments and the library versions (`avbench.media`'s fixed encoder settings).
     `audio_offset_s > 0` starts the audio stream that much later than the video (tones before it are
     not in the file: their `audible` is false). Use `audio_codec="pcm_s16le"` (in .mov/.mkv) or "flac"
     for lossless audio.
@@ -319,20 +319,17 @@ def render_synthetic(
     try:
         vstream = astream = None
         if with_video:
-            vstream = container.add_stream("libx264", rate=fps, options={
-                "preset": "veryfast", "crf": "23", "threads": "1", "x264-params": "mbtree=0"})
-            vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
-            vstream.codec_context.thread_count = 1
-            vstream.codec_context.time_base = Fraction(1, VIDEO_TICKS)
-            vstream.time_base = Fraction(1, VIDEO_TICKS)
+            vstream = add_h264_stream(container, width, height, H264(crf=23, preset="veryfast"), rate=fps,
+                                      time_base=Fraction(1, VIDEO_TICKS))
         audio = None
         if with_audio:
             layout = "stereo" if channels == 2 else "mono"
-            astream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
-            astream.codec_context.thread_count = 1
-            astream.time_base = Fraction(1, sample_rate)
             if audio_codec == "aac":
-                astream.bit_rate = 128000
+                astream = add_aac_stream(container, sample_rate, layout)
+            else:
+                astream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
+                astream.codec_context.thread_count = 1
+                astream.time_base = Fraction(1, sample_rate)
             audio = _audio(events, scenes_s, duration_s, sample_rate, channels, hums)
             a_first = int(round(audio_offset_s * sample_rate))
             a_next = a_first

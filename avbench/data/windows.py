@@ -35,6 +35,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from avbench.data.decode import DecodeError, decode_audio_window, decode_video_window
+from avbench.dataset_index import load_index, shard_file, verify_root
+from avbench.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class WindowConfig:
     shuffle_buffer: int = 64  # train: samples held for shuffling
     eval_start: int = 0  # eval: first frame of the fixed window (clamped to the clip)
     equalize: Literal["truncate", "pad"] = "truncate"  # eval: how ranks get equal counts
+    verify: bool = False  # check each shard's size and sha256 against the index before reading
 
 
 MAX_BARREN_SAMPLES = 1000
@@ -76,10 +79,9 @@ def dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[i
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def shard_urls(root: str | Path, size: int, split: str) -> tuple[list[str], int, dict]:
-    """(tar paths, total samples, index) of one size and split, from `DIR/shards/index.json`."""
-    from avbench.curate.shard import load_index
-
+def shard_urls(root: str | Path, size: int, split: str, verify: bool = False) -> tuple[list[str], int, dict]:
+    """(tar paths, total samples, index) of one size and split, from `DIR/shards/index.json`; with
+    `verify`, a DataError unless every one of those tars matches its size and sha256 in the index."""
     root = Path(root)
     index = load_index(root)
     rows = [r for r in index["shards"] if r["size"] == size and r["split"] == split]
@@ -89,7 +91,12 @@ def shard_urls(root: str | Path, size: int, split: str) -> tuple[list[str], int,
             f"{root / 'shards' / 'index.json'}: no {split!r} shards at {size} px (have {have}); "
             "pick another --size/--split or rebuild with that size"
         )
-    return [str(root / "shards" / r["path"]) for r in rows], sum(r["samples"] for r in rows), index
+    if verify:
+        problems = verify_root(root, rows)
+        if problems:
+            more = f" (and {len(problems) - 1} more; run `avbench verify {root}`)" if len(problems) > 1 else ""
+            raise DataError(problems[0] + more)
+    return [str(shard_file(root, r)) for r in rows], sum(r["samples"] for r in rows), index
 
 
 class WindowDataset(IterableDataset):
@@ -99,7 +106,7 @@ class WindowDataset(IterableDataset):
                  world_size: int | None = None):
         super().__init__()
         self.root, self.cfg = Path(root), cfg
-        self.urls, self.num_samples, index = shard_urls(root, cfg.size, cfg.split)
+        self.urls, self.num_samples, index = shard_urls(root, cfg.size, cfg.split, verify=cfg.verify)
         self.fps = int(index["fps"])
         self.samples_per_frame = int(index["sample_rate"]) // self.fps
         self.rank, self.world_size = dist_info(rank, world_size)

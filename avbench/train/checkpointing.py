@@ -2,14 +2,18 @@
 
 Layout under the run directory:
 
-    RUN/checkpoints/ckpt-00005000.pt   training state (model, EMA, optimizer, scheduler, scaler, step,
-                                       RNG states and data positions of every rank, config, diffusion)
+    RUN/checkpoints/ckpt-00005000.pt   training state: one entry per object of the loop's `states` dict
+                                       (model, ema, optimizer, scheduler, scaler, train, data, rng) plus
+                                       metadata (config, model config, diffusion, world size);
+                                       `avbench.checkpoint` owns the file format
     RUN/model.pt                       the latest sampling checkpoint (`avbench sample --checkpoint`)
 
-A file only ever appears under its final name complete (temp file + fsync + rename), so "the newest
-`ckpt-*.pt`" is always a finished checkpoint; a file that still fails to load (a truncated copy, a full
-disk elsewhere) is reported and the next older one is used. `keep_last` newest checkpoints are kept,
-plus milestones (steps that are multiples of `milestone_every`).
+A file only ever appears under its final name complete (temp file + fsync + rename), and every file's
+zip CRCs are checked before it is unpickled. `--resume auto` takes the newest checkpoint that passes;
+when a newer one is damaged it says so and falls back; when *every* one is damaged it refuses (it would
+otherwise restart at step 0 and overwrite them) and names `--resume none` for a deliberate fresh start.
+`keep_last` newest checkpoints are kept, plus milestones (steps that are multiples of `milestone_every`).
+A kill during a write can leave a `.tmp-*` file; `clean_temp_files` removes those at start-up.
 
 Preemption: SIGTERM (what torchrun and SLURM send first) and SIGUSR1 (SLURM's `--signal`) only set a
 flag; the loop finishes the current optimizer step, writes a checkpoint and exits, so the state on
@@ -18,17 +22,21 @@ disk is always that of a step boundary.
 
 from __future__ import annotations
 
+import random
 import re
 import signal
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from avbench.io import atomic_path
+from avbench import checkpoint as fmt
+from avbench.errors import CheckpointError
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+FRESH_START_HINT = "--resume none"
 
 
 def checkpoint_dir(run: Path) -> Path:
@@ -47,34 +55,83 @@ def list_checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def clean_temp_files(run: Path) -> list[Path]:
+    """Remove what a kill during an atomic write left behind (`.tmp-*` in the run's checkpoint folders).
+
+    Only this run's own writers create these names, and start-up is before any write, so nothing
+    in flight is removed. Returns the removed paths.
+    """
+    removed = []
+    for d in (checkpoint_dir(run), Path(run), Path(run) / "original"):
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if p.name.startswith(".tmp-") and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """`state` holds only plain types and tensors, so `torch.load(weights_only=True)` reads it back."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    fmt.write(path, state)
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise RuntimeError(f"{path}: not a readable training checkpoint ({type(e).__name__}: {e})") from None
+    """Verified, weights-only read; old-layout files (`avbench-train-v1`) are upgraded to the `states` layout."""
+    state = fmt.read(path)
+    if not isinstance(state, dict) or state.get("format") not in (fmt.TRAIN_FORMAT, "avbench-train-v1"):
+        raise CheckpointError(f"{path}: not an avbench training checkpoint (a sampling checkpoint or another "
+                              "file); pass a RUN/checkpoints/ckpt-*.pt file")
+    return upgrade_v1(state) if state["format"] == "avbench-train-v1" else state
 
 
-def find_resume(run: Path, resume: str) -> tuple[Path | None, dict[str, Any] | None]:
-    """Resolve `--resume`: "none", "auto" (newest loadable checkpoint in RUN, or a fresh start), or a path."""
+def upgrade_v1(old: dict[str, Any]) -> dict[str, Any]:
+    """The flat layout written before the `states` dict, in the current layout."""
+    new = {k: old[k] for k in ("model", "ema", "optimizer", "scheduler", "scaler")}
+    new.update(format=fmt.TRAIN_FORMAT, format_version=fmt.TRAIN_FORMAT_VERSION,
+               kind=fmt.canonical_kind(old["kind"]), config=old["config"], model_config=old["model_config"],
+               diffusion=old["diffusion"], world_size=old.get("world_size", 1))
+    new["train"] = {"step": old["step"], "nonfinite_total": old.get("nonfinite_total", 0), "overflow_total": 0}
+    new["data"] = {**old["data"], "ranks": old.get("data_ranks") or [old["data"]]}
+    new["rng"] = old["rng"]
+    return new
+
+
+@dataclass
+class Resume:
+    """What `--resume` resolved to: a checkpoint (or None for a fresh start) and what was skipped."""
+
+    path: Path | None = None
+    state: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)  # one line per unreadable newer checkpoint
+
+
+def find_resume(run: Path, resume: str) -> Resume:
+    """Resolve `--resume`: "none" (fresh start), "auto" (newest readable checkpoint in RUN), or a path.
+
+    "auto" with no checkpoint at all starts fresh; with checkpoints that are all unreadable it raises
+    CheckpointError (exit 2) instead of silently restarting at step 0 over them.
+    """
     if resume in ("", "none", "no"):
-        return None, None
+        return Resume()
     if resume != "auto":
         p = Path(resume)
-        if not p.exists():
-            raise FileNotFoundError(f"--resume {resume}: no such checkpoint; use --resume auto or a ckpt-*.pt path")
-        return p, load_training_state(p)
-    for _, p in reversed(list_checkpoints(run)):
+        if not p.is_file():
+            raise fmt.CheckpointNotFoundError(f"--resume {resume}: no such checkpoint; use --resume auto or a ckpt-*.pt path")
+        return Resume(p, load_training_state(p))
+    found = list(reversed(list_checkpoints(run)))
+    skipped = []
+    for _, p in found:
         try:
-            return p, load_training_state(p)
-        except RuntimeError as e:
-            print(f"warning: skipping unreadable checkpoint: {e}", file=sys.stderr)
-    return None, None
+            return Resume(p, load_training_state(p), skipped)
+        except CheckpointError as e:
+            skipped.append(str(e))
+    if found:
+        raise CheckpointError(
+            f"{checkpoint_dir(run)}: none of the {len(found)} checkpoints is readable (newest: {skipped[0]}); "
+            f"resume from a copy with --resume PATH, or start fresh with {FRESH_START_HINT} (which overwrites them)")
+    return Resume()
 
 
 def prune(run: Path, keep_last: int, milestone_every: int) -> list[Path]:
@@ -120,10 +177,6 @@ class StopFlag:
 
 
 def rng_state() -> dict[str, Any]:
-    import random
-
-    import numpy as np
-
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -137,10 +190,6 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    import random
-
-    import numpy as np
-
     torch.set_rng_state(state["torch"])
     random.setstate(_to_tuple(state["python"]))
     n = state["numpy"]

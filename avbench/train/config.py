@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from avbench.checkpoint import KINDS, canonical_kind
 from avbench.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-
-
 
 
 @dataclass
@@ -35,8 +34,8 @@ class DataSection:
     split: str = "train"
     size: int = 64  # frame size of the shards read (the high resolution for super-resolution)
     frames: int = 16
-    batch_size: int = 4  # per GPU (per process), per micro-batch
-    workers: int = 4  # DataLoader workers per process
+    batch_size: int = field(default=4, metadata={"help": "Per-process micro-batch."})  # per GPU, per micro-batch
+    workers: int = field(default=4, metadata={"help": "DataLoader workers per process."})
     flip: float = 0.0  # horizontal-flip probability (the seed flipped always; off by default)
     epoch_batches: int = 1000  # batches per loader epoch; epochs are reseeded from (seed, rank, epoch)
     # super-resolution only: frames per clip fed as independent images, and the low resolution
@@ -52,7 +51,7 @@ class DiffusionSection:
 
 @dataclass
 class OptimSection:
-    lr: float = 1e-4
+    lr: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
@@ -70,16 +69,17 @@ class EmaSection:
 
 @dataclass
 class TrainSection:
-    max_steps: int = 100_000
-    seed: int = 0
-    precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # autocast dtype; fp16 uses a GradScaler
+    max_steps: int = field(default=100_000, metadata={"help": "Optimizer steps to train for."})
+    seed: int = field(default=0, metadata={"help": "Seed of initialisation, data order and noise."})
+    precision: Literal["bf16", "fp16", "fp32"] = field(default="bf16", metadata={
+        "help": "Autocast dtype; fp16 uses a GradScaler."})
     tf32: bool = True
     compile: bool = False
     activation_checkpointing: bool = False
     max_nonfinite: int = 20  # abort after this many non-finite losses in a row
-    device: str = "auto"  # auto | cpu | cuda
-    # testing hook: make the loss NaN at these optimizer steps (exercises the skip path end to end)
-    inject_nan_steps: list[int] = field(default_factory=list)
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda."})
+    # fp16 only: the GradScaler's first loss scale (torch's default 2**16); it halves on every overflow
+    fp16_init_scale: float = 65536.0
 
 
 @dataclass
@@ -100,8 +100,17 @@ class LogSection:
 
 
 @dataclass
+class DebugSection:
+    """Test hooks, kept out of the hot loop's way (read once at start-up)."""
+
+    # make the loss NaN at these optimizer steps (exercises the non-finite skip path end to end)
+    inject_nan_steps: list[int] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
-    kind: Literal["baseline", "superres"] = "baseline"
+    # a model kind of avbench.checkpoint.KINDS; the old spelling "baseline" is read as "mmunet"
+    kind: Literal["mmunet", "superres"] = "mmunet"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     diffusion: DiffusionSection = field(default_factory=DiffusionSection)
@@ -110,18 +119,19 @@ class TrainConfig:
     train: TrainSection = field(default_factory=TrainSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+    debug: DebugSection = field(default_factory=DebugSection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = "<config>") -> "TrainConfig":
-        cfg = _build(cls, d, where, "")
+        cfg = _build(cls, _upgrade(d), where, "")
         cfg.validate(where)
         return cfg
 
     def validate(self, where: str = "<config>") -> None:
-        choices = {"kind": (self.kind, ("baseline", "superres")),
+        choices = {"kind": (self.kind, tuple(KINDS)),
                    "train.precision": (self.train.precision, ("bf16", "fp16", "fp32")),
                    "train.device": (self.train.device, ("auto", "cpu", "cuda")),
                    "diffusion.schedule": (self.diffusion.schedule, ("linear", "cosine"))}
@@ -135,6 +145,22 @@ class TrainConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{where}: {key} = {value} must be at least 1")
+
+
+def _upgrade(d: Any) -> Any:
+    """Configs written by older avbench: kind "baseline" and `train.inject_nan_steps` (now `[debug]`)."""
+    if not isinstance(d, dict):
+        return d
+    d = dict(d)
+    if isinstance(d.get("kind"), str) and d["kind"] in ("baseline", "sr"):
+        d["kind"] = canonical_kind(d["kind"])
+    train = d.get("train")
+    if isinstance(train, dict) and "inject_nan_steps" in train:
+        train = dict(train)
+        debug = dict(d.get("debug") or {})
+        debug.setdefault("inject_nan_steps", train.pop("inject_nan_steps"))
+        d["train"], d["debug"] = train, debug
+    return d
 
 
 def _build(cls: type, d: dict[str, Any], where: str, prefix: str):

@@ -53,5 +53,5 @@ def launch(cfg: TrainConfig, run: str | Path, *, nproc: int, resume: str = "auto
 
         ckpts = list_checkpoints(Path(run))
         return {"preempted": True, "signal": int(e.sigval), "checkpoint": str(ckpts[-1][1]) if ckpts else None,
-                "step": ckpts[-1][0] if ckpts else 0, "nonfinite_skipped": 0}
+                "step": ckpts[-1][0] if ckpts else 0, "nonfinite_skipped": 0, "overflow_skipped": 0}
     return results[0]

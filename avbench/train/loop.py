@@ -17,16 +17,26 @@ from typing import Any
 
 import torch
 
+from avbench import checkpoint as fmt
 from avbench.errors import TrainError
-from avbench.io import atomic_write_text
+from avbench.io import atomic_write_json, atomic_write_text
 from avbench.train import checkpointing as ckpt
 from avbench.train import distributed as D
 from avbench.train.batches import BatchStream, derive_seed
 from avbench.train.config import TrainConfig, dump_toml
+from avbench.train.data import shard_epochs
 from avbench.train.ema import EMA
+from avbench.train.export import export_original_layout, export_sampling_checkpoint
 from avbench.train.logging import NullLogger, RunLogger
-from avbench.train.objectives import Objective, build_model, make_objective
+from avbench.train.objectives import Objective, build_model, diffusion_config, make_objective
+from avbench.train.preview import write_preview
+from avbench.train.states import (DataState, RngState, TrainState, apply_optim_config, checkpoint_meta,
+                                  implementation_flags, save_states)
 from avbench.train.throughput import StepTimer, peak_flops
+
+# fp16: the GradScaler halves its scale at each overflow, from 2**16 to fp16's smallest normal number
+# in 40 halvings; far more overflows in a row than that means the scale collapsed, not a transient.
+MAX_OVERFLOWS_IN_A_ROW = 64
 
 
 class NonFiniteLossError(TrainError):
@@ -40,6 +50,7 @@ class TrainResult:
     signal: int | None = None
     checkpoint: str | None = None
     nonfinite_skipped: int = 0
+    overflow_skipped: int = 0  # fp16 steps the GradScaler skipped for an inf/NaN gradient (not a NaN loss)
     batches_per_rank: list[int] = field(default_factory=list)
 
 
@@ -47,7 +58,9 @@ def train(cfg: TrainConfig, run: str | Path, *, resume: str = "auto", make_epoch
           console: bool = True) -> TrainResult:
     """Train `cfg` into the run directory `run`. Works alone or under torchrun (rank/world from env).
 
-    `make_epoch(epoch, seed, rank, world) -> iterable of batches` replaces the shard loader (tests).
+    `resume`: "auto" (newest readable checkpoint in RUN; refuses when all are unreadable), "none"
+    (fresh start) or a checkpoint path. `make_epoch(epoch, seed, rank, world) -> iterable of batches`
+    replaces the shard loader (tests).
     """
     run = Path(run)
     dist = D.init_distributed(cfg.train.device)
@@ -66,7 +79,7 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
     torch.backends.cudnn.allow_tf32 = cfg.train.tf32
     torch.manual_seed(derive_seed(cfg.train.seed, "init"))  # same initial weights on every rank
 
-    # ---- model, EMA, optimizer, schedule of the learning rate --------------------------------------
+    # ---- model, EMA, optimizer, schedule of the learning rate, data --------------------------------
     model, model_cfg = build_model(cfg)
     model.to(device)
     ema = EMA(model, cfg.ema.decay, cfg.ema.start_step)
@@ -78,26 +91,27 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
     warmup = max(cfg.optim.warmup_steps, 0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.train.precision]
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, init_scale=cfg.train.fp16_init_scale,
+                                  enabled=cfg.train.precision == "fp16")
+    if make_epoch is None:
+        make_epoch = shard_epochs(cfg, dist)
+    stream = BatchStream(lambda e: make_epoch(e, cfg.train.seed, dist.rank, dist.world_size))
+    ts = TrainState()
+    # The one list of what a checkpoint holds: save writes each state_dict(), resume loads each.
+    states = {"model": model, "ema": ema, "optimizer": opt, "scheduler": sched, "scaler": scaler,
+              "train": ts, "data": DataState(stream, dist), "rng": RngState(dist)}
+    meta = checkpoint_meta(cfg, model_cfg, diffusion_config(cfg).to_dict(), dist)
 
     # ---- resume ------------------------------------------------------------------------------------
-    step, data_pos, nonfinite_total = 0, {"epoch": 0, "index": 0}, 0
-    resumed_from, state = ckpt.find_resume(run, resume)
-    if state is not None:
-        _check_compatible(cfg, state["config"], resumed_from)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, data_pos, nonfinite_total = state["step"], state["data"], state["nonfinite_total"]
-        # Ranks' streams part ways when a loader failure ends an epoch early on one rank only.
-        if len(state.get("data_ranks") or []) == dist.world_size:
-            data_pos = state["data_ranks"][dist.rank]
-        rng = state["rng"]
-        if len(rng) == dist.world_size:
-            ckpt.set_rng_state(rng[dist.rank])
-        state = None  # free the host copy before training
+    removed_tmp = ckpt.clean_temp_files(run) if dist.is_main else []
+    found = ckpt.find_resume(run, resume)
+    optim_changed: dict[str, list] = {}
+    if found.state is not None:
+        _check_compatible(cfg, found.state["config"], found.path)
+        impl = implementation_flags(opt)
+        fmt.load_states(found.state, states, str(found.path))
+        optim_changed = apply_optim_config(cfg, opt, sched, impl)
+        found.state = None  # free the host copy before training
 
     # FLOPs per sample for MFU, counted once on the bare model (before DDP registers its gradient hooks)
     objective: Objective = make_objective(cfg, model_cfg, device)
@@ -113,36 +127,48 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
     if cfg.train.compile:
         train_model = torch.compile(train_model)
 
-    if make_epoch is None:
-        from avbench.train.data import shard_epochs
-
-        make_epoch = shard_epochs(cfg, dist)
-    stream = BatchStream(lambda e: make_epoch(e, cfg.train.seed, dist.rank, dist.world_size), **data_pos)
-
     log = NullLogger()
     if dist.is_main:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.toml", dump_toml(cfg))
-        log = RunLogger(run, total_steps=cfg.train.max_steps, start_step=step,
+        log = RunLogger(run, total_steps=cfg.train.max_steps, start_step=ts.step,
                         tensorboard=cfg.log.tensorboard, console=console)
-        log.event(step, "start", world_size=dist.world_size, device=str(device),
-                  resumed_from=str(resumed_from) if resumed_from else None,
+        log.event(ts.step, "start", world_size=dist.world_size, device=str(device),
+                  resumed_from=str(found.path) if found.path else None,
                   parameters=sum(p.numel() for p in model.parameters()))
+        notes = [f"skipping unreadable checkpoint: {line}" for line in found.skipped]
+        if found.skipped:
+            notes.append(f"resumed from the older checkpoint {found.path}")
+        if optim_changed:
+            notes.append("optim settings differ from the checkpoint's; using the config's: " + ", ".join(
+                f"{k} {old} -> {new}" for k, (old, new) in sorted(optim_changed.items())))
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr)
+            log.event(ts.step, "warning", message=note)
+        if removed_tmp:
+            log.event(ts.step, "cleanup", removed=[str(p) for p in removed_tmp])
 
     def save(reason: str) -> Path:
-        return _save_checkpoint(cfg, run, dist, model, model_cfg, ema, opt, sched, scaler, step,
-                                stream.position(), nonfinite_total, log, reason)
+        path = save_states(ckpt.checkpoint_path(run, ts.step), states, meta, dist)
+        if dist.is_main:
+            export_sampling_checkpoint(cfg, model, model_cfg, ema, run / "model.pt", step=ts.step)
+            removed = ckpt.prune(run, cfg.checkpoint.keep_last, cfg.checkpoint.milestone_every)
+            log.event(ts.step, "checkpoint", path=str(path), reason=reason, pruned=len(removed))
+        D.barrier(dist)
+        return path
 
     # ---- the loop ----------------------------------------------------------------------------------
     timer = StepTimer()
     window = _Window()
-    nonfinite_in_row = 0
+    nonfinite_in_row = overflow_in_row = 0
+    inject_nan = set(cfg.debug.inject_nan_steps)  # test hook, read once
     injected: set[int] = set()
-    result = TrainResult(step=step)
+    result = TrainResult(step=ts.step)
     last_saved = None
     samples_per_step = objective.samples_per_batch(cfg) * cfg.optim.grad_accum * dist.world_size
     try:
-        while step < cfg.train.max_steps:
+        while ts.step < cfg.train.max_steps:
+            step = ts.step
             if D.any_rank(stop.requested, dist):
                 last_saved = save("preempted")
                 result.preempted, result.signal = True, stop.signum
@@ -166,9 +192,10 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
                 with sync:
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         loss, terms = objective.loss(train_model, batch)
-                    if step in cfg.train.inject_nan_steps and step not in injected:
+                    if inject_nan and step in inject_nan and step not in injected:
                         injected.add(step)
                         loss = loss * float("nan")
+                        terms = {**terms, "loss": loss}
                     scaler.scale(loss / cfg.optim.grad_accum).backward()
                 for k, v in terms.items():
                     terms_sum[k] = terms_sum.get(k, 0) + v.detach() / cfg.optim.grad_accum
@@ -177,16 +204,28 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
             max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
             # DDP averaged the gradients, so this norm (and its finiteness) is the same on every rank.
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(terms_sum["loss"]))
-            finite = not D.any_rank(not finite, dist)
+            loss_ok = not D.any_rank(not bool(torch.isfinite(terms_sum["loss"])), dist)
+            grads_ok = bool(torch.isfinite(grad_norm))
+            finite = loss_ok and grads_ok
             if finite:
                 scaler.step(opt)
-                nonfinite_in_row = 0
+                nonfinite_in_row = overflow_in_row = 0
+            elif loss_ok and scaler.is_enabled():
+                # A finite loss with inf/NaN gradients under fp16 is the GradScaler's scale overflowing: it
+                # skips the update and halves the scale. Normal near the start of a run; not a NaN loss.
+                overflow_in_row += 1
+                ts.overflow_total += 1
+                log.event(step, "overflow", loss_scale=float(scaler.get_scale()), skipped_total=ts.overflow_total)
+                if overflow_in_row >= MAX_OVERFLOWS_IN_A_ROW:
+                    raise NonFiniteLossError(
+                        f"{overflow_in_row} fp16 steps in a row overflowed although the loss was finite (last at "
+                        f"step {step}): the loss scale collapsed; try train.precision=bf16 or lower optim.lr; "
+                        f"resume from {ckpt.checkpoint_dir(run)}")
             else:
                 nonfinite_in_row += 1
-                nonfinite_total += 1
+                ts.nonfinite_total += 1
                 log.event(step, "warning", message="non-finite loss or gradient: step skipped",
-                          skipped_total=nonfinite_total, in_a_row=nonfinite_in_row)
+                          skipped_total=ts.nonfinite_total, in_a_row=nonfinite_in_row)
                 if nonfinite_in_row >= cfg.train.max_nonfinite:
                     raise NonFiniteLossError(
                         f"{nonfinite_in_row} optimizer steps in a row had a NaN/inf loss or gradient "
@@ -197,8 +236,9 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
             opt.zero_grad(set_to_none=True)
             if finite:
                 sched.step()
-                step += 1
-                ema.update(model, step)
+                ts.step += 1
+                ema.update(model, ts.step)
+            step = ts.step
             timer.stop()
             window.add(terms_sum if finite else None, grad_norm if finite else None, timer)
 
@@ -207,8 +247,10 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
                 log.progress(step, f"loss {float(terms_sum['loss']):.4f} lr {lr:.2e}")
             if finite and step % cfg.log.every == 0:
                 metrics = window.summary(dist, samples_per_step)
-                metrics.update(lr=opt.param_groups[0]["lr"], nonfinite_skipped=nonfinite_total,
-                               data_epoch=stream.epoch)
+                metrics.update(lr=opt.param_groups[0]["lr"], nonfinite_skipped=ts.nonfinite_total,
+                               overflow_skipped=ts.overflow_total, data_epoch=stream.epoch)
+                if scaler.is_enabled():
+                    metrics["loss_scale"] = float(scaler.get_scale())
                 if device.type == "cuda":
                     metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 if flops_per_sample and peak > 0 and metrics.get("samples_per_s"):
@@ -221,23 +263,20 @@ def _train(cfg: TrainConfig, run: Path, dist: D.DistInfo, stop: ckpt.StopFlag, *
             if finite and cfg.log.preview_every > 0 and step % cfg.log.preview_every == 0 and dist.is_main:
                 _preview(cfg, run, model, model_cfg, ema, objective, batch, step, log)
         else:
-            if last_saved is None or ckpt.checkpoint_path(run, step) != last_saved:
+            if last_saved is None or ckpt.checkpoint_path(run, ts.step) != last_saved:
                 last_saved = save("final")
             if dist.is_main:
-                from avbench.train.export import export_original_layout
-
-                files = export_original_layout(cfg, model, ema, run / "original", step=step)
-                log.event(step, "export", files=[str(p) for p in files])
+                files = export_original_layout(cfg, model, ema, run / "original", step=ts.step)
+                log.event(ts.step, "export", files=[str(p) for p in files])
     finally:
         log.close()
 
-    result.step = step
+    result.step = ts.step
     result.checkpoint = str(last_saved) if last_saved else None
-    result.nonfinite_skipped = nonfinite_total
+    result.nonfinite_skipped = ts.nonfinite_total
+    result.overflow_skipped = ts.overflow_total
     result.batches_per_rank = D.all_gather_ints(stream.batches_seen, dist)
     if dist.is_main:
-        from avbench.io import atomic_write_json
-
         atomic_write_json(run / "result.json", result.__dict__)
     return result
 
@@ -292,6 +331,7 @@ _SHAPE_KEYS = ("frames", "size", "low_res", "sr_frames_per_clip")
 def _check_compatible(cfg: TrainConfig, saved: dict[str, Any], path) -> None:
     now = cfg.to_dict()
     fix = f"use the run's own config ({path.parent.parent}/config.toml) or a new --out directory"
+    saved = {**saved, "kind": fmt.canonical_kind(saved.get("kind", "mmunet"), str(path))}
     for section in ("kind", "model", "diffusion"):
         if now[section] != saved.get(section):
             raise ValueError(f"--resume {path}: the checkpoint was trained with {section} = "
@@ -303,48 +343,7 @@ def _check_compatible(cfg: TrainConfig, saved: dict[str, Any], path) -> None:
                              f"but the config now says {now['data'][key]!r}; {fix}")
 
 
-def _save_checkpoint(cfg, run, dist, model, model_cfg, ema, opt, sched, scaler, step, data_pos,
-                     nonfinite_total, log, reason) -> Path:
-    """All ranks take part (RNG states are gathered); only rank 0 writes."""
-    rng = ckpt.rng_state()
-    rngs, positions = [rng], [data_pos]
-    if dist.enabled:
-        rngs, positions = [None] * dist.world_size, [None] * dist.world_size
-        torch.distributed.all_gather_object(rngs, rng)
-        torch.distributed.all_gather_object(positions, data_pos)
-    path = ckpt.checkpoint_path(run, step)
-    if dist.is_main:
-        state = {
-            "format": "avbench-train-v1",
-            "kind": cfg.kind,
-            "step": step,
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rngs,
-            "data": data_pos,
-            "data_ranks": positions,  # every rank's own stream position (rank 0's is `data`)
-            "nonfinite_total": nonfinite_total,
-            "config": cfg.to_dict(),
-            "model_config": model_cfg.to_dict(),
-            "diffusion": {"steps": cfg.diffusion.steps, "schedule": cfg.diffusion.schedule},
-            "world_size": dist.world_size,
-        }
-        ckpt.save_training_state(path, state)
-        from avbench.train.export import export_sampling_checkpoint
-
-        export_sampling_checkpoint(cfg, model, model_cfg, ema, run / "model.pt", step=step)
-        removed = ckpt.prune(run, cfg.checkpoint.keep_last, cfg.checkpoint.milestone_every)
-        log.event(step, "checkpoint", path=str(path), reason=reason, pruned=len(removed))
-    D.barrier(dist)
-    return path
-
-
 def _preview(cfg, run, model, model_cfg, ema, objective, batch, step, log) -> None:
-    from avbench.train.preview import write_preview
-
     # the preview draws its own noise; fork so the training RNG stream is untouched
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

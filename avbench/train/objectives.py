@@ -1,6 +1,6 @@
 """What is trained: the network for a config, and its loss on one batch.
 
-- baseline: the coupled MM-UNet on (video, audio) windows; uniform t, loss = MSE(ε video) + MSE(ε audio).
+- mmunet (`avbench train baseline`): the coupled MM-UNet on (video, audio) windows; uniform t, loss = MSE(ε video) + MSE(ε audio).
 - superres: the 64→256 U-Net per frame; a few frames of each high-resolution window, the low-resolution
   input made by area-downscaling them (as guided-diffusion's super-resolution training does); hybrid
   loss (MSE + variational bound for the learned variance).
@@ -34,7 +34,7 @@ def diffusion_config(cfg: TrainConfig) -> DiffusionConfig:
 
 def build_model_config(cfg: TrainConfig):
     """The preset named in [model], shaped by [data] (frames, sizes), then [model.overrides]."""
-    if cfg.kind == "baseline":
+    if cfg.kind == "mmunet":
         from avbench.models.mmunet import MMUNetConfig as Config
 
         shape = {"video_size": (cfg.data.frames, 3, cfg.data.size, cfg.data.size),
@@ -44,7 +44,7 @@ def build_model_config(cfg: TrainConfig):
 
         shape = {"large_size": cfg.data.size, "small_size": cfg.data.low_res}
     else:
-        raise ValueError(f"unknown training kind {cfg.kind!r}; use 'baseline' or 'superres'")
+        raise ValueError(f"unknown training kind {cfg.kind!r}; use 'mmunet' or 'superres'")
     preset = getattr(Config, cfg.model.preset, None)
     if preset is None or not callable(preset) or cfg.model.preset.startswith("_"):
         raise ValueError(f"[model] preset {cfg.model.preset!r} is not a {Config.__name__} preset "
@@ -62,7 +62,7 @@ def build_model_config(cfg: TrainConfig):
 
 def build_model(cfg: TrainConfig):
     model_cfg = build_model_config(cfg)
-    if cfg.kind == "baseline":
+    if cfg.kind == "mmunet":
         from avbench.models.mmunet import MMUNet
 
         model = MMUNet(model_cfg)
@@ -169,4 +169,4 @@ class SuperResObjective(Objective):
 
 
 def make_objective(cfg: TrainConfig, model_cfg: Any, device: torch.device) -> Objective:
-    return (JointObjective if cfg.kind == "baseline" else SuperResObjective)(cfg, model_cfg, device)
+    return (JointObjective if cfg.kind == "mmunet" else SuperResObjective)(cfg, model_cfg, device)

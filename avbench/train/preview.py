@@ -1,12 +1,14 @@
 """Previews during training: a few samples from the EMA weights, written as mp4 (H.264 + AAC) under
 `RUN/previews/` and to TensorBoard.
 
-- baseline: joint samples from noise with the configured sampler (`avbench.diffusion.samplers`);
+- baseline: joint samples from noise with the configured sampler;
 - superres: the current batch's first clips, downscaled and super-resolved frame by frame; the mp4 shows
   [bilinear upsampling | model output | ground truth] side by side, with the clip's audio.
 
-The mp4 writer is the sample pipeline's (`avbench.sample.media`), so previews decode like `avbench sample`
-outputs.
+The sampler is resolved through the same registry as `avbench sample` (`resolve_sampler`: its default
+spacing, so a preview and `avbench sample` with the same sampler and step count visit the same
+timesteps), and the model is wrapped by the same denoisers (`avbench.diffusion.denoisers`), which carry
+the training variance type: DDPM previews of the SR model use its learned variance.
 
 Noise comes from a generator seeded by the step, so a preview never touches the training RNG stream.
 """
@@ -19,51 +21,55 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from avbench.diffusion.denoisers import joint_denoiser, superres_denoiser
+from avbench.diffusion.samplers import SamplerPlan, resolve_sampler
+from avbench.diffusion.schedules import Schedule
+from avbench.sample.media import to_pcm, to_uint8_frames, write_mp4
+
 FPS = 10
 SAMPLE_RATE = 16000
+_LABELS = {"sampler": "log.preview_sampler", "steps": "log.preview_sampler_steps"}
 
 
-def write_preview(cfg, run: Path, model, model_cfg, ema, objective, batch, step: int, log) -> list[Path]:
-    from avbench.diffusion.respace import respaced
-    from avbench.diffusion.samplers import SAMPLERS, Prediction
+def preview_sampler(cfg, train_schedule: Schedule) -> SamplerPlan:
+    """The preview's sampler for a `TrainConfig`: `log.preview_sampler` with `log.preview_sampler_steps`
+    steps and that sampler's default spacing."""
+    return resolve_sampler(cfg.log.preview_sampler, train_schedule, steps=cfg.log.preview_sampler_steps,
+                           labels=_LABELS)
 
-    if cfg.log.preview_sampler not in SAMPLERS:
-        raise ValueError(f"log.preview_sampler = {cfg.log.preview_sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    sampler = SAMPLERS[cfg.log.preview_sampler]
+
+def preview_samples(cfg, model, model_cfg, objective, batch, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(video [n, F, 3, H, W'], audio [n, L]) to write; `model` holds the weights to sample with (EMA)."""
+    plan = preview_sampler(cfg, objective.schedule)
+    variance = objective.diffusion.variance
     device = next(model.parameters()).device
-    ema_model = copy.deepcopy(model).eval()
-    ema.copy_to(ema_model)
-    schedule = respaced(objective.schedule, cfg.log.preview_sampler_steps)
     g = torch.Generator(device="cpu").manual_seed(step)
     n = cfg.log.preview_samples
-    out_dir = Path(run) / "previews"
 
     def noise(like):
         return tuple(torch.randn(v.shape, generator=g).to(device) for v in like)
 
-    kwargs = {"noise": noise} if cfg.log.preview_sampler == "ddpm" else {}
     with torch.no_grad():
-        if cfg.kind == "baseline":
+        if cfg.kind == "mmunet":
             f, c, h, w = model_cfg.video_size
             x = noise((torch.empty(n, f, c, h, w), torch.empty(n, *model_cfg.audio_size)))
-            video, audio = sampler(lambda xt, t: ema_model(xt[0], xt[1], t), x, schedule, clip=True, **kwargs)
-            audio = audio[:, 0]
-        else:
-            clips = batch["video"][:n]  # [n, F, 3, H, W]
-            nb, f = clips.shape[:2]
-            high = clips.flatten(0, 1)
-            low = F.interpolate(high, size=(cfg.data.low_res,) * 2, mode="area")
+            video, audio = plan.run(joint_denoiser(model, variance), x, clip=True, noise=noise)
+            return video, audio[:, 0]
+        clips = batch["video"][:n]  # [n, F, 3, H, W]
+        nb, f = clips.shape[:2]
+        high = clips.flatten(0, 1)
+        low = F.interpolate(high, size=(cfg.data.low_res,) * 2, mode="area")
+        (sr,) = plan.run(superres_denoiser(model, low, variance), noise((high,)), clip=True, noise=noise)
+        bilinear = F.interpolate(low, size=high.shape[-2:], mode="bilinear", align_corners=False)
+        video = torch.cat([bilinear, sr, high], dim=-1).unflatten(0, (nb, f))
+        return video, batch["audio"][:n, 0]
 
-            def model_fn(xt, t):
-                out = ema_model(xt[0], t, low_res=low)
-                return Prediction((out[:, :3],), (out[:, 3:],))
 
-            (sr,) = sampler(model_fn, noise((high,)), schedule, clip=True, **kwargs)
-            bilinear = F.interpolate(low, size=high.shape[-2:], mode="bilinear", align_corners=False)
-            video = torch.cat([bilinear, sr, high], dim=-1).unflatten(0, (nb, f))
-            audio = batch["audio"][:n, 0]
-    from avbench.sample.media import to_pcm, to_uint8_frames, write_mp4
-
+def write_preview(cfg, run: Path, model, model_cfg, ema, objective, batch, step: int, log) -> list[Path]:
+    ema_model = copy.deepcopy(model).eval()
+    ema.copy_to(ema_model)
+    video, audio = preview_samples(cfg, ema_model, model_cfg, objective, batch, step)
+    out_dir = Path(run) / "previews"
     paths = []
     for i in range(video.shape[0]):
         frames = to_uint8_frames(video[i])  # [F, H, W, 3]

@@ -8,7 +8,8 @@ import time
 import torch
 
 # Dense tensor-core peaks (FLOP/s) per GPU, from the vendors' data sheets (SXM parts, no sparsity).
-_PEAKS = {
+# The one table MFU divides by: training logs and scripts/bench_model.py both read it.
+PEAK_FLOPS = {
     "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},  # fp32 without TF32; TF32 is 495e12
     "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},
     "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12},
@@ -20,7 +21,7 @@ def peak_flops(device: torch.device, precision: str) -> float:
     if device.type != "cuda":
         return 0.0
     name = torch.cuda.get_device_name(device)
-    for key, peaks in _PEAKS.items():
+    for key, peaks in PEAK_FLOPS.items():
         if key in name:
             if precision == "fp32" and torch.backends.cuda.matmul.allow_tf32:
                 return peaks["bf16"] / 2

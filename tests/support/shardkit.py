@@ -14,6 +14,7 @@ import av
 import numpy as np
 import soundfile as sf
 
+from avbench.curate.records import SourceRecord
 from avbench.io import atomic_write_json, sha256_bytes
 
 FPS, RATE, SPF = 10, 16000, 1600
@@ -56,18 +57,15 @@ def make_root(root: Path, sources: dict[str, list[int]], sizes=(32,), filtered: 
     `failed` source ids get a failed download record and no clips."""
     filtered = filtered or {}
     for sid in failed:
-        atomic_write_json(root / "records" / f"{sid}.json", {
-            "source_id": sid, "kind": "url", "url": f"http://127.0.0.1/{sid}.mp4", "status": "failed",
-            "error_class": "permanent", "error": "HTTP Error 404", "attempts": 1, "sha256": None, "path": None,
-            "duration_s": None, "license": None, "title": None})
+        SourceRecord(source_id=sid, kind="url", url=f"http://127.0.0.1/{sid}.mp4", status="failed",
+                     error_class="permanent", error="HTTP Error 404", attempts=1).write(root)
     for sid, clip_frames in sources.items():
         src_bytes = sid.encode()  # stands in for the source file: shard reads only its record
         (root / "sources").mkdir(parents=True, exist_ok=True)
         (root / "sources" / f"{sha256_bytes(src_bytes)}.mp4").write_bytes(src_bytes)
-        atomic_write_json(root / "records" / f"{sid}.json", {
-            "source_id": sid, "kind": "synthetic", "url": f"synthetic://{sid}", "status": "ok", "error_class": None,
-            "error": None, "attempts": 1, "sha256": sha256_bytes(src_bytes), "path": f"sources/{sha256_bytes(src_bytes)}.mp4",
-            "duration_s": sum(clip_frames) / FPS + 2.0, "license": "test", "title": sid})
+        SourceRecord(source_id=sid, kind="synthetic", url=f"synthetic://{sid}", status="ok", attempts=1,
+                     sha256=sha256_bytes(src_bytes), path=f"sources/{sha256_bytes(src_bytes)}.mp4",
+                     duration_s=sum(clip_frames) / FPS + 2.0, license="test", title=sid).write(root)
         clip_dir = root / "clips" / sid
         clip_dir.mkdir(parents=True, exist_ok=True)
         clips, t = [], 2.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from avbench.curate.records import SourceRecord
 from avbench.curate.synthetic import render_synthetic
-from avbench.io import atomic_write_json, sha256_file
+from avbench.io import sha256_file
 
 
 def add_record(root: Path, source_id: str, media: Path, duration_s: float) -> str:
@@ -16,10 +17,8 @@ def add_record(root: Path, source_id: str, media: Path, duration_s: float) -> st
     rel = f"sources/{sha}{media.suffix}"
     (root / "sources").mkdir(parents=True, exist_ok=True)
     shutil.move(media, root / rel)
-    atomic_write_json(root / "records" / f"{source_id}.json", {
-        "source_id": source_id, "kind": "synthetic", "url": f"synthetic:{source_id}", "status": "ok",
-        "error_class": None, "error": None, "attempts": 1, "sha256": sha, "path": rel,
-        "duration_s": duration_s, "license": "CC0-1.0", "title": source_id})
+    SourceRecord(source_id=source_id, kind="synthetic", url=f"synthetic:{source_id}", status="ok", attempts=1,
+                 sha256=sha, path=rel, duration_s=duration_s, license="CC0-1.0", title=source_id).write(root)
     return rel
 
 

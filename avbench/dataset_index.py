@@ -1,0 +1,117 @@
+"""The shard index format (`ROOT/shards/index.json`): write, read, validate, verify.
+
+It lives at the bottom layer because two packages of one layer need it: `curate` writes it (the shard
+stage) and `data` reads it (the loader), and neither may import the other.
+
+Format "avbench-shards-v1": `{"format", "spec": {name, hash}, "split_salt", "fps", "sample_rate",
+"samples_per_shard": {size: n}, "shards": [{"path", "size", "split", "samples", "bytes", "sha256"}]}`,
+with every `path` relative to `ROOT/shards/` and confined to it: an entry that leaves that folder
+(`../../x.tar`, an absolute path) makes the whole index unusable, because a reader must never open a
+file the dataset does not own. `verify_root` checks each tar's size and sha256 against its row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from avbench.errors import DataError
+from avbench.io import atomic_write_json, sha256_file
+
+INDEX_FORMAT = "avbench-shards-v1"
+ROW_KEYS = ("path", "size", "split", "samples", "bytes", "sha256")
+
+
+class NotADatasetRoot(DataError, FileNotFoundError):
+    """The folder has no shard index (not a dataset root, or the shard stage has not finished).
+    Also a FileNotFoundError, which callers caught before this class existed."""
+
+
+def index_path(root: str | Path) -> Path:
+    return Path(root) / "shards" / "index.json"
+
+
+def write_index(root: str | Path, index: dict[str, Any]) -> Path:
+    """Validate and write atomically (the index is the shard stage's completion marker)."""
+    path = index_path(root)
+    _validate(index, path)
+    atomic_write_json(path, index)
+    return path
+
+
+def load_index(root: str | Path) -> dict[str, Any]:
+    """Read and validate `ROOT/shards/index.json`; one-line `DataError`s name the file and the fix."""
+    path = index_path(root)
+    if not path.is_file():
+        raise NotADatasetRoot(f"{path}: no shard index; {root} is not a built dataset root (run "
+                              f"`avbench shard SPEC --root {root}` or `avbench build` first, or check the path)")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e}); rerun `avbench shard` to rewrite it") from None
+    _validate(index, path)
+    return index
+
+
+def _validate(index: Any, path: Path) -> None:
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        got = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise DataError(f"{path}: format {got!r}, expected {INDEX_FORMAT!r}; rerun `avbench shard` to rewrite it")
+    rows = index.get("shards")
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: 'shards' must be a list of rows; rerun `avbench shard` to rewrite it")
+    for i, row in enumerate(rows):
+        missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise DataError(f"{path}: shard row {i} lacks {', '.join(missing)}; rerun `avbench shard`")
+        _confined(row["path"], path)
+
+
+def _confined(rel: Any, path: Path) -> PurePosixPath:
+    p = PurePosixPath(str(rel))
+    if not str(rel) or p.is_absolute() or ".." in p.parts or "\\" in str(rel) or p.suffix != ".tar":
+        raise DataError(f"{path}: shard path {rel!r} is not a .tar inside the shards/ folder; the index was "
+                        "edited or is not avbench's: rebuild it with `avbench shard`")
+    return p
+
+
+def shard_file(root: str | Path, row: dict[str, Any]) -> Path:
+    """The tar of one index row, checked to lie inside `ROOT/shards/` (also through symlinked folders)."""
+    base = Path(root) / "shards"
+    target = base / _confined(row["path"], index_path(root))
+    if target.exists() and not target.resolve().is_relative_to(base.resolve()):
+        raise DataError(f"{target}: resolves outside {base} (a symlink); shards must live in the dataset root")
+    return target
+
+
+def check_shard(root: str | Path, row: dict[str, Any]) -> str | None:
+    """One line describing what is wrong with one shard (missing, wrong size, wrong sha256), or None."""
+    try:
+        path = shard_file(root, row)
+    except DataError as e:
+        return str(e)
+    if not path.is_file():
+        return f"{path}: missing (listed in shards/index.json); rerun `avbench shard`"
+    size = path.stat().st_size
+    if size != row["bytes"]:
+        return f"{path}: {size} bytes, the index says {row['bytes']}; the file is damaged, rerun `avbench shard`"
+    digest = sha256_file(path)
+    if digest != row["sha256"]:
+        return (f"{path}: sha256 {digest[:16]}…, the index says {str(row['sha256'])[:16]}…; "
+                "the file is damaged, rerun `avbench shard`")
+    return None
+
+
+def verify_root(root: str | Path, rows: list[dict[str, Any]] | None = None) -> list[str]:
+    """Every problem of a dataset root's shards (empty = all tars match the index).
+
+    Raises NotADatasetRoot / DataError when there is no usable index at all. `rows` restricts the check
+    to some rows of the index (the loader verifies only the shards it will read)."""
+    index = load_index(root)
+    problems = []
+    for row in index["shards"] if rows is None else rows:
+        problem = check_shard(root, row)
+        if problem:
+            problems.append(problem)
+    return problems
