@@ -100,3 +100,12 @@ class WeightsError(MetricsError, RuntimeError):
 
 class NotADatasetRoot(DataError):
     """A folder given as a dataset root that holds none of a root's files (lock.csv, records/, shards/)."""
+
+
+# The two classes of SourceFailure, as stored in failure records and source records.
+PERMANENT, TRANSIENT = "permanent", "transient"
+
+
+class MissingInputError(AvbenchError, FileNotFoundError):
+    """A file or folder the user named (an option, a config value) that does not exist. Still a
+    FileNotFoundError, so callers that caught that keep working."""

@@ -108,8 +108,8 @@ def open_mp4(path: str | Path) -> Iterator[Any]:
             container.close()
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: int, *, audio: np.ndarray | None = None,
-              sample_rate: int = 16000, settings: H264 = H264()) -> None:
+def write_mp4(path: str | Path, frames: np.ndarray, audio: np.ndarray | None, fps: int, sample_rate: int = 16000,
+              *, settings: H264 = H264()) -> None:
     """Frames [F, H, W, 3] uint8 at `fps` as H.264, plus mono AAC when `audio` (float [L]) is given.
 
     Audio frames are interleaved after the video frame they belong to, so players need little buffer."""
@@ -137,21 +137,35 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, *, audio: np.ndarr
             container.mux(a_s.encode(None))
 
 
-def pcm16(audio: np.ndarray) -> np.ndarray:
-    """float in [-1, 1] → int16 (rounded, clipped): the one quantisation every writer uses."""
-    return np.clip(np.rint(np.asarray(audio, np.float32) * np.float32(32767.0)), -32768, 32767).astype(np.int16)
+def to_uint8_frames(video) -> np.ndarray:
+    """A torch tensor [F, 3, H, W] in [-1, 1] → [F, H, W, 3] uint8 (round half to even, like torch)."""
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def write_flac(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Mono float audio as 16-bit FLAC."""
+def to_pcm(audio) -> np.ndarray:
+    """A torch tensor [1, L] or [L] in [-1, 1] → float32 numpy [L] clipped to [-1, 1]."""
+    return audio.float().reshape(-1).clamp(-1, 1).cpu().numpy()
+
+
+def pcm16(audio: np.ndarray, full_scale: float = 32768.0) -> np.ndarray:
+    """float in [-1, 1] → int16, rounded half to even and clipped to the int16 range.
+
+    The default scale is the exact inverse of how soundfile (and every reader in avbench) turns int16
+    into float (÷ 32768), so audio read from a 16-bit file is written back bit for bit."""
+    scaled = np.asarray(audio, np.float32) * np.float32(full_scale)
+    return np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
+
+
+def write_flac(path: str | Path, audio: np.ndarray, sample_rate: int, full_scale: float = 32768.0) -> None:
+    """Mono float audio as 16-bit FLAC (see `pcm16` for the scale)."""
     import soundfile as sf
 
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), pcm16(audio), sample_rate, format="FLAC", subtype="PCM_16")
+        sf.write(str(tmp), pcm16(audio, full_scale), sample_rate, format="FLAC", subtype="PCM_16")
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Mono float audio as 16-bit WAV."""
+    """Mono float audio as 16-bit WAV (see `pcm16` for the scale)."""
     import soundfile as sf
 
     with atomic_path(path) as tmp:

@@ -24,6 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from avbench.curate.download import DownloadConfig, download_sources
+from avbench.curate.resample import ResampleConfig, resample_sources
+from avbench.curate.scenes import SceneCutConfig, scene_cut_sources
+from avbench.curate.shard import shard_dataset
+from avbench.curate.spec import load_spec
+from avbench.data import WindowConfig, WindowDataset, make_loader
+
 
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     r = resource.getrusage(who)
@@ -61,15 +71,6 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
 
-    from rich.console import Console
-    from rich.table import Table
-
-    from avbench.curate.download import DownloadConfig, download_sources
-    from avbench.curate.resample import ResampleConfig, resample_sources
-    from avbench.curate.scenes import SceneCutConfig, scene_cut_sources
-    from avbench.curate.shard import shard_dataset
-    from avbench.curate.spec import load_spec
-
     work = args.workdir or Path(tempfile.mkdtemp(prefix="avbench-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -99,8 +100,6 @@ def main() -> None:
                      f"cpu {cpu:.1f} s (scene-cut {t_scene:.1f} s), wall {wall:.1f} s",
                      "≥ 8" if size == 64 else "≥ 4"))
         roots[size] = root
-
-    from avbench.data import WindowConfig, WindowDataset, make_loader
 
     ds = WindowDataset(roots[64], WindowConfig(size=64, seed=0)).with_epoch(args.windows)
     it = iter(ds)

@@ -27,7 +27,7 @@ class _RangeHandler(BaseHTTPRequestHandler):
     """GET/HEAD of in-memory files, with single `Range: bytes=a-b` requests (what yt-dlp sends)."""
 
     protocol_version = "HTTP/1.1"
-    server: "LoopbackServer"
+    server: LoopbackServer
 
     def log_message(self, format, *args):  # a benchmark table, not an access log
         pass
@@ -87,7 +87,7 @@ class LoopbackServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}{path}"
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         self._thread.start()
         return self
 

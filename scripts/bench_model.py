@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 
@@ -137,7 +137,6 @@ def time_train(model, fn, bench, batch, device, dtype, warmup, iters):
     _sync(device)
     dt = (time.perf_counter() - t0) / iters
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    del opt
     return batch / dt, peak
 
 

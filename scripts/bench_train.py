@@ -25,11 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from avbench.data.windows import WindowConfig, make_loader
+from avbench.train.config import TrainConfig, load_config
+from avbench.train.logging import read_log
+from avbench.train.loop import train
+
 
 def loader_rate(cfg, batches: int) -> float:
     """Windows/s of the shard loader alone, after its first batch (worker start-up excluded)."""
-    from avbench.data.windows import WindowConfig, make_loader
-
     wcfg = WindowConfig(size=cfg.data.size, split=cfg.data.split, frames=cfg.data.frames, seed=cfg.train.seed)
     loader = make_loader(cfg.data.shards, wcfg, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
                          batches_per_epoch=batches + 1, rank=0, world_size=1)
@@ -42,10 +47,6 @@ def loader_rate(cfg, batches: int) -> float:
 
 
 def train_rate(cfg, steps: int, warmup: int) -> dict:
-    from avbench.train.config import TrainConfig
-    from avbench.train.logging import read_log
-    from avbench.train.loop import train
-
     d = cfg.to_dict()
     d["train"]["max_steps"] = warmup + steps
     d["log"].update(every=1, preview_every=0, tensorboard=False)
@@ -76,10 +77,6 @@ def main() -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override, e.g. train.compile=true")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = ap.parse_args()
-
-    import torch
-
-    from avbench.train.config import load_config
 
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:

@@ -122,3 +122,41 @@ def test_build_rejects_a_bad_spec_in_one_line(tmp_path):
     res = CliRunner().invoke(app, ["build", str(bad), "--root", str(tmp_path / "r")])
     assert res.exit_code == 2
     assert "unknown key 'nope'" in res.output and str(bad) in res.output
+
+
+def test_a_build_in_which_every_source_failed_is_told_apart(tmp_path):
+    from avbench.errors import EXIT_FAILED
+
+    (tmp_path / "a.mp4").write_bytes(b"<html>not a video</html>" * 100)
+    (tmp_path / "b.mp4").write_bytes(b"\x00" * 5000)
+    spec = tmp_path / "allbad.toml"
+    spec.write_text('name = "allbad"\ndescription = "every source fails"\ntarget_hours = 0.01\n'
+                    '[[sources]]\nkind = "file"\npaths = ["a.mp4", "b.mp4"]\n[output]\nsizes = [32]\n')
+    summary = build_dataset(BuildConfig(spec=str(spec), root=tmp_path / "r", workers=1, progress=False))
+    assert summary.sources == 2 and summary.failed == 2
+    assert summary.nothing_built and summary.exit_code() == EXIT_FAILED
+    assert summary.shard is not None and summary.shard.shards == 0
+    assert any("nothing was built" in line for line in summary.lines())
+    # a rerun skips the permanently failed downloads, and still knows that they failed
+    again = build_dataset(BuildConfig(spec=str(spec), root=tmp_path / "r", workers=1, progress=False))
+    assert again.stages["download"]["skipped"] == 2 and again.failed == 2 and again.nothing_built
+    res = CliRunner().invoke(app, ["build", str(spec), "--root", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == EXIT_FAILED, res.output
+
+
+def test_a_build_whose_clips_were_all_filtered_wrote_no_shard(tmp_path):
+    from avbench.curate.synthetic import render_synthetic
+    from avbench.errors import EXIT_FAILED, EXIT_OK
+
+    render_synthetic(tmp_path / "s.mp4", seed=5, duration_s=6.0, width=160, height=90)
+    spec = tmp_path / "filtered.toml"
+    text = ('name = "filtered"\ndescription = "all clips filtered"\ntarget_hours = 0.01\n'
+            '[[sources]]\nkind = "file"\npaths = ["s.mp4"]\n[clip]\nskip_start_s = 0.0\n[output]\nsizes = [32]\n'
+            '[split]\ntrain = 1.0\nval = 0.0\ntest = 0.0\n')
+    spec.write_text(text + "[filters]\nsilence_dbfs = 10.0\nsilence_fraction = 0.0\n")  # every clip is "silent"
+    summary = build_dataset(BuildConfig(spec=str(spec), root=tmp_path / "r", workers=1, progress=False))
+    assert summary.failed == 0 and summary.shard.shards == 0
+    assert summary.nothing_built and summary.exit_code() == EXIT_FAILED
+    spec.write_text(text)
+    ok = build_dataset(BuildConfig(spec=str(spec), root=tmp_path / "r2", workers=1, progress=False))
+    assert not ok.nothing_built and ok.exit_code() == EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -12,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from avbench.curate.download import DownloadConfig, download_sources
-from avbench.curate.records import ready_sources
-from avbench.errors import EXIT_TRANSIENT
 from support.fetchkit import HTML_PAGE, empty_mp4, render_bytes, url_spec
 from support.httpserver import FaultServer
+
+from avbench.curate.download import DownloadConfig, download_sources, download_stage
+from avbench.curate.partition import Partition
+from avbench.curate.records import ready_sources
+from avbench.errors import EXIT_TRANSIENT
 
 
 def _sha(b: bytes) -> str:
@@ -247,3 +249,28 @@ def test_synthetic_and_file_sources_via_cli(tmp_path, media):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "nope.toml: file not found" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_download_is_a_threaded_stage_with_failure_records_and_cleanup(tmp_path, media):
+    """The download runs through run_stage like every stage: failures land in failures/download/ and
+    leave with the next success; a record's temp copy left by a kill is removed before the job reruns."""
+    with FaultServer() as srv:
+        url = srv.add("/v.mp4", media["good"][0], fault="403")
+        spec = url_spec(tmp_path / "spec.toml", [url])
+        root = tmp_path / "root"
+        cfg = DownloadConfig(root=root, spec=str(spec), retries=0, backoff_s=0.0, progress=False)
+        stage = download_stage(cfg)
+        assert (stage.name, stage.parallelism) == ("download", "threads")
+        assert pickle.loads(pickle.dumps(stage)) == stage
+        (job,) = stage.jobs(root, Partition(0, 1))
+        assert not job.done
+        assert download_sources(cfg).exit_code == EXIT_TRANSIENT
+        failure = json.loads((root / "failures" / "download" / f"{job.source_id}.json").read_text())
+        assert failure["error_class"] == "transient" and "403" in failure["error"]
+        leftover = root / "records" / f".tmp-{job.source_id}.json.k2j3h4.json"
+        leftover.write_text("{}")
+        srv.state.entries["/v.mp4"].fault = None
+        assert download_sources(cfg).exit_code == 0
+        assert not (root / "failures" / "download" / f"{job.source_id}.json").exists()
+        assert not leftover.exists()
+        assert stage.jobs(root, Partition(0, 1))[0].done

@@ -1,15 +1,11 @@
-"""Probing downloaded files with PyAV, and the error classes of failures that need no server."""
+"""Probing downloaded files with PyAV: truncation, minimum duration, streams that end early or start late."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
+from support.fetchkit import faststart, mux_streams, render_bytes
 
-from avbench.curate.ytdlp import classify
-from avbench.curate.ffmpeg import find_ffmpeg
 from avbench.curate.probe import MediaRejected, probe_media
-from support.fetchkit import render_bytes
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +14,9 @@ def files(tmp_path_factory):
     good = tmp / "good.mp4"
     good.write_bytes(render_bytes(tmp, 21, duration_s=4.0))
     # moov first (as most web video is served), then cut: the header still claims 4 s.
-    fast = tmp / "fast.mp4"
-    subprocess.run([str(find_ffmpeg()), "-y", "-loglevel", "error", "-i", str(good), "-c", "copy",
-                    "-movflags", "+faststart", str(fast)], check=True)
+    fast = faststart(good.read_bytes(), tmp)
     cut = tmp / "cut.mp4"
-    cut.write_bytes(fast.read_bytes()[: int(fast.stat().st_size * 0.6)])
+    cut.write_bytes(fast[: int(len(fast) * 0.6)])
     moov_last_cut = tmp / "moov-last-cut.mp4"
     moov_last_cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     return {"good": good, "cut": cut, "moov_last_cut": moov_last_cut, "tmp": tmp}
@@ -52,22 +46,19 @@ def test_minimum_duration(files):
         probe_media(files["good"], min_duration_s=11.6)
 
 
-@pytest.mark.parametrize(
-    "message, cls",
-    [
-        ("ERROR: [youtube] test-id-x: Private video. Sign in if you've been granted access to this video", "permanent"),
-        ("ERROR: [youtube] test-id-x: Video unavailable. This video has been removed by the uploader", "permanent"),
-        ("ERROR: [youtube] test-id-x: Sign in to confirm you're not a bot. Use --cookies", "transient"),
-        ("ERROR: [download] Got error: HTTP Error 403: Forbidden", "transient"),
-        ("ERROR: [youtube] test-id-x: Requested format is not available", "permanent"),
-        ("ERROR: [download] Got error: The read operation timed out", "transient"),
-        ("ERROR: something nobody has seen before", "transient"),
-    ],
-)
-def test_message_classes(message, cls):
-    from yt_dlp.utils import DownloadError
+def test_audio_ending_long_before_the_video_is_accepted(tmp_path):
+    """Before: the first-frame check of the audio demuxed from where the video's end check had left the
+    file (11 s), found no audio there and rejected the source as "no decodable frame"."""
+    p = probe_media(mux_streams(tmp_path / "short-audio.mp4", video_s=12.0, audio_s=4.0), min_duration_s=1.6)
+    assert p.duration_s == pytest.approx(4.0, abs=0.1)  # the usable span: both streams present
 
-    got_cls, msg = classify(DownloadError(message))
-    assert got_cls == cls
-    assert not msg.startswith("ERROR:") and "\n" not in msg
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_clock_starting_at_ten_hours_gives_the_real_duration(tmp_path, suffix):
+    """Matroska stores such a file's end time (36012 s) as its duration; before, that was the source's
+    duration in records, stats.json and `avbench info`."""
+    path = mux_streams(tmp_path / f"late{suffix}", video_s=12.0, audio_s=12.0, start_s=36000.0)
+    p = probe_media(path, min_duration_s=1.6)
+    assert p.duration_s == pytest.approx(12.0, abs=0.1)
+    with pytest.raises(MediaRejected, match=r"too short \(1[12]\.\d\d s < minimum 13.00 s\)"):
+        probe_media(path, min_duration_s=13.0)

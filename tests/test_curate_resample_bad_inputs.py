@@ -52,7 +52,8 @@ def test_bad_sources_fail_alone_with_reasons(tmp_path):
     r2 = runner.invoke(app, ["resample", str(spec), "--root", str(root), "--workers", "2", "--no-progress"])
     assert r1.exit_code == 1 and r2.exit_code == 1, (r1.output, r2.output)
     assert "scene-cut: 3 done, 0 already done, 3 failed (of 6 sources)" in r1.output
-    assert "resample: 1 done, 0 already done, 2 failed, 3 failed in an earlier stage (of 6 sources)" in r2.output
+    # the corrupt source is partial, not failed: its clips before the damage are kept
+    assert "resample: 2 done, 0 already done, 1 failed, 3 failed in an earlier stage (of 6 sources)" in r2.output
 
     def reason(stage, sid):
         rec = json.loads((root / "failures" / stage / f"{sid}.json").read_text())
@@ -64,10 +65,11 @@ def test_bad_sources_fail_alone_with_reasons(tmp_path):
     assert "too short" in reason("scene-cut", "short")
     assert "cannot be opened" in reason("scene-cut", "truncated")
     assert "truncated" in reason("resample", "truncated-mkv")
-    assert "corrupt data" in reason("resample", "corrupt")
+    corrupt = json.loads((root / "clips" / "corrupt" / "clips.json").read_text())
+    assert corrupt["status"] == "partial" and corrupt["damage_at_s"] > 0
+    assert not (root / "failures" / "resample" / "corrupt.json").exists()
     assert (root / "clips" / "good" / "clips.json").exists()
-    assert not (root / "clips" / "corrupt" / "clips.json").exists()
 
     # Rerun: finished sources are skipped, failed ones are retried (and fail again).
     r3 = runner.invoke(app, ["resample", str(spec), "--root", str(root), "--workers", "1", "--no-progress"])
-    assert "resample: 0 done, 1 already done, 2 failed" in r3.output
+    assert "resample: 0 done, 2 already done, 1 failed" in r3.output

@@ -6,22 +6,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 
 import pytest
+from support.fetchkit import render_bytes
+from support.httpserver import FaultServer
 
+from avbench.curate import ffmpeg
 from avbench.curate import resolve as resolve_mod
 from avbench.curate.download import DownloadConfig, download_sources
 from avbench.curate.lock import read_lock, write_lock
 from avbench.curate.resolve import resolve_entries, rows_from_search
-from avbench.errors import LockError, ResolveError
 from avbench.curate.sources import SourceEntry
 from avbench.curate.spec import YouTubeSearchSource, load_spec
-from support.fetchkit import render_bytes
-from support.httpserver import FaultServer
+from avbench.errors import LockError, ResolveError
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +125,8 @@ def test_lock_round_trip_is_sorted_and_deterministic(tmp_path, suffix):
         (lambda t: t.replace(",31.5,", ",long,"), r"row 3: column 'duration_s' must be a number, got 'long'"),
         (lambda t: t.replace("url-bbbbbbbbbbbb", "abc"), r"source_id 'abc' appears twice"),
         (lambda t: t.replace("synth-0-0", "../evil"), r"row 3: column 'source_id' '../evil'"),
+        (lambda t: t.replace("synth-0-0,synthetic,42", 'file-0123456789abcdef,file,"[""/a.mp4"", 3"'),
+         r"row 3: column 'id' of a file row must be a path or a JSON list of paths"),
     ],
 )
 def test_lock_errors_name_file_row_and_column(tmp_path, mutate, message):
@@ -196,8 +200,6 @@ def test_hf_listing_resolve_cli_and_download_from_lock(tmp_path, clips):
 
 
 def test_hf_listing_offline_gives_one_clear_error(monkeypatch, tmp_path):
-    import socket
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -232,8 +234,6 @@ def test_resolve_dedupes_and_keeps_spec_order_for_duplicates(tmp_path):
 
 
 def test_ffmpeg_is_put_on_path_under_its_plain_name(monkeypatch, tmp_path):
-    from avbench.curate import ffmpeg
-
     monkeypatch.setenv("AVBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", "/nonexistent")
     assert shutil.which("ffmpeg") is None

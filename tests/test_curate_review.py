@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import av
 import numpy as np
 import soundfile as sf
+from support.fetchkit import faststart, render_bytes, url_spec
+from support.httpserver import FaultServer
+from support.shardkit import make_root
 from support.synthroot import add_synthetic
 
+from avbench.curate.download import DownloadConfig, download_sources
+from avbench.curate.partition import Partition
+from avbench.curate.records import ready_sources
 from avbench.curate.resample import resample_file
-from avbench.curate.spec import Filters, OutputFormat
+from avbench.curate.shard import shard_dataset
+from avbench.curate.spec import Filters, OutputFormat, parse_spec
 
 OUT = OutputFormat(sizes=(32,))
 SPANS = [(0.4, 4.5, 0)]
@@ -78,30 +88,11 @@ def test_a_real_gap_is_still_silence_at_its_place(tmp_path):
     assert np.abs(y[glo:ghi]).max() == 0.0
 
 
-def _faststart(src_bytes: bytes, tmp) -> bytes:
-    """The same media with its index (moov) in front, as CDNs serve it: a cut-off copy still opens."""
-    src, dst = tmp / "in.mp4", tmp / "fast.mp4"
-    src.write_bytes(src_bytes)
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            out.mux(packet)
-    return dst.read_bytes()
-
-
 def test_a_rejected_download_is_fetched_again_not_reused(tmp_path):
     """A server that sends a cut-off file with a matching Content-Length: yt-dlp calls it complete, the
     probe calls it truncated (transient). When the server is fixed, the rerun must download again
     instead of yt-dlp reusing the bad file left in the work dir ("already downloaded") forever."""
-    from support.fetchkit import render_bytes, url_spec
-    from support.httpserver import FaultServer
-
-    from avbench.curate.download import DownloadConfig, download_sources
-
-    whole = _faststart(render_bytes(tmp_path, 11, duration_s=8.0), tmp_path)
+    whole = faststart(render_bytes(tmp_path, 11, duration_s=8.0), tmp_path)
     cut = whole[: int(len(whole) * 0.6)]
     root = tmp_path / "root"
     with FaultServer() as srv:
@@ -120,11 +111,6 @@ def test_a_rejected_download_is_fetched_again_not_reused(tmp_path):
 def test_a_leftover_temp_record_is_not_a_second_source(tmp_path):
     """atomic_path's temporary names start with ".tmp-" but pathlib's "*" matches dot files: a copy left
     by a kill -9 between write and rename must not make a source ready twice (duplicate samples)."""
-    import shutil
-
-    from avbench.curate.records import ready_sources
-    from avbench.curate.partition import Partition
-
     add_synthetic(tmp_path, "synth-1-0", 3, 2.0)
     add_synthetic(tmp_path, "synth-1-1", 4, 2.0)
     rec = tmp_path / "records" / "synth-1-0.json"
@@ -138,13 +124,6 @@ def test_clips_of_a_replaced_source_are_not_sharded_under_its_new_hash(tmp_path)
     """Resume markers only say "done": when a source was fetched again with other bytes (the cache file
     was deleted; YouTube re-muxed it), clips made from the old bytes must not be sharded with the new
     record's provenance."""
-    import json
-
-    from support.shardkit import make_root
-
-    from avbench.curate.shard import shard_dataset
-    from avbench.curate.spec import parse_spec
-
     make_root(tmp_path, {"a": [16], "b": [16]})
     for sid, made_from in (("a", None), ("b", "0" * 64)):
         rec = json.loads((tmp_path / "records" / f"{sid}.json").read_text())

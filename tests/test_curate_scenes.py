@@ -78,3 +78,15 @@ def test_threshold_override_is_recorded_and_resume_skips(tmp_path):
     assert scenes_path(tmp_path, "a").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="--detector"):
         scene_cut_sources(spec, tmp_path, SceneCutConfig(detector="hash", progress=False))
+
+
+def test_a_resumed_scene_cut_removes_the_temp_table_a_kill_left(tmp_path):
+    add_synthetic(tmp_path, "a", 32, 4.0)
+    spec = _spec(clip=ClipPolicy(skip_start_s=0.0))
+    leftover = tmp_path / "scenes" / ".tmp-a.parquet.x1y2z3.parquet"  # atomic_path's temp name
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"PAR1")
+    other = tmp_path / "scenes" / ".tmp-b.parquet.q.parquet"  # another source's: not this job's to remove
+    other.write_bytes(b"PAR1")
+    assert scene_cut_sources(spec, tmp_path, SceneCutConfig(workers=1, progress=False)).done == 1
+    assert not leftover.exists() and other.exists()

@@ -9,12 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
+from support.fetchkit import faststart, render_bytes
 
 from avbench.curate.build import BuildConfig, build_dataset
 from avbench.curate.download import DownloadConfig, download_sources
+from avbench.curate.lock import write_lock
 from avbench.curate.resolve import resolve_entries
 from avbench.curate.spec import load_spec
-from support.fetchkit import render_bytes
 
 SPEC = """name = "local"
 description = "local files"
@@ -90,19 +91,19 @@ def test_the_same_bytes_under_two_paths_are_one_source_with_both_paths(tmp_path,
     (entry,) = resolve_entries(load_spec(spec))
     assert entry.source_id == f"file-{_sha(media['a'])[:16]}"
     (rec,) = _download(spec, tmp_path / "root").records
-    assert rec.status == "ok"
-    assert rec.paths == sorted(str(tmp_path / "media" / n) for n in ("a.mp4", "copy-of-a.mp4"))
+    assert rec["status"] == "ok"
+    assert rec["paths"] == sorted(str(tmp_path / "media" / n) for n in ("a.mp4", "copy-of-a.mp4"))
 
 
 def test_a_directory_in_paths_is_reported_as_a_directory(tmp_path, media):
     spec = _folder(tmp_path, {"a.mp4": media["a"]}, ["media/a.mp4", "media"])
     summary = _download(spec, tmp_path / "root")
-    by_status = {r.status: r for r in summary.records}
+    by_status = {r["status"]: r for r in summary.records}
     assert set(by_status) == {"ok", "failed"}
     failed = by_status["failed"]
-    assert failed.error_class == "permanent"
-    assert f"{tmp_path / 'media'}: is a directory" in failed.error and "/*.mp4" in failed.error
-    assert "file not found" not in failed.error
+    assert failed["error_class"] == "permanent"
+    assert f"{tmp_path / 'media'}: is a directory" in failed["error"] and "/*.mp4" in failed["error"]
+    assert "file not found" not in failed["error"]
 
 
 def test_one_symlink_loop_fails_only_that_source(tmp_path, media):
@@ -112,50 +113,36 @@ def test_one_symlink_loop_fails_only_that_source(tmp_path, media):
     assert len(entries) == 2
     summary = _download(spec, tmp_path / "root")
     assert (summary.ok, summary.failed_permanent) == (1, 1)
-    (failed,) = [r for r in summary.records if r.status == "failed"]
-    assert failed.error.startswith(f"{tmp_path / 'media' / 'loop.mp4'}: symlink loop")
+    (failed,) = [r for r in summary.records if r["status"] == "failed"]
+    assert failed["error"].startswith(f"{tmp_path / 'media' / 'loop.mp4'}: symlink loop")
 
 
 def test_failure_lines_name_the_users_file(tmp_path, media):
     spec = _folder(tmp_path, {"my-concert.mp4": media["silent"]}, ["media/my-concert.mp4"])
     (rec,) = _download(spec, tmp_path / "root").records
-    assert rec.status == "failed" and rec.error_class == "permanent"
-    assert rec.error == f"{tmp_path / 'media' / 'my-concert.mp4'}: no audio stream"
-    assert rec.title == "my-concert.mp4"
+    assert rec["status"] == "failed" and rec["error_class"] == "permanent"
+    assert rec["error"] == f"{tmp_path / 'media' / 'my-concert.mp4'}: no audio stream"
+    assert rec["title"] == "my-concert.mp4"
 
 
 def test_a_truncated_local_file_is_permanent_and_not_probed_again(tmp_path, media):
     """A cut file announcing its full length: transient for a download (fetch again), but a local file
     reads the same every time, so retrying it on every run helps nothing."""
-    import av
-
-    whole = tmp_path / "whole.mp4"
-    whole.write_bytes(render_bytes(tmp_path, 34, duration_s=8.0))
-    fast = tmp_path / "fast.mp4"
-    with av.open(str(whole)) as inp, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            out.mux(packet)
-    data = fast.read_bytes()
+    data = faststart(render_bytes(tmp_path, 34, duration_s=8.0), tmp_path)
     spec = _folder(tmp_path, {"cut.mp4": data[: int(len(data) * 0.6)]}, ["media/cut.mp4"])
     root = tmp_path / "root"
     (rec,) = _download(spec, root).records
-    assert (rec.status, rec.error_class) == ("failed", "permanent"), rec.error
-    assert "ends early" in rec.error and "cut.mp4" in rec.error
+    assert (rec["status"], rec["error_class"]) == ("failed", "permanent"), rec["error"]
+    assert "ends early" in rec["error"] and "cut.mp4" in rec["error"]
     again = _download(spec, root)
-    assert again.skipped == 1 and again.records[0].attempts == 1 and again.exit_code == 1
+    assert again.skipped == 1 and again.records[0]["attempts"] == 1 and again.exit_code == 1
 
 
 def test_a_lock_row_whose_file_changed_is_refused(tmp_path, media):
-    from avbench.curate.lock import write_lock
-
     spec = _folder(tmp_path, {"a.mp4": media["a"]}, ["media/a.mp4"])
     lock = tmp_path / "lock.csv"
     write_lock(lock, resolve_entries(load_spec(spec)))
     (tmp_path / "media" / "a.mp4").write_bytes(media["b"])
     (rec,) = download_sources(DownloadConfig(root=tmp_path / "root", lock=lock, progress=False)).records
-    assert rec.status == "failed" and rec.error_class == "permanent"
-    assert "its bytes changed since the lock file pinned them" in rec.error
+    assert rec["status"] == "failed" and rec["error_class"] == "permanent"
+    assert "its bytes changed since the lock file pinned them" in rec["error"]

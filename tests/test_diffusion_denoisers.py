@@ -3,7 +3,7 @@ variance type DDPM takes from them), with a real tiny SR U-Net and the toy Gauss
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -16,6 +16,7 @@ from avbench.diffusion.samplers import SAMPLERS, resolve_sampler, sample_ddpm, s
 from avbench.diffusion.schedules import DiffusionConfig
 from avbench.errors import SampleError
 from avbench.models.superres import SuperResConfig, SuperResUNet
+from avbench.sample.pipeline import SampleConfig
 
 TRAIN = DiffusionConfig(steps=1000).schedule_obj()
 SMALL = DiffusionConfig(steps=100).schedule_obj()
@@ -134,10 +135,6 @@ def test_as_prediction_is_the_one_normaliser():
 
 
 def test_help_texts_read_the_registry():
-    from dataclasses import fields
-
-    from avbench.sample.pipeline import SampleConfig
-
     helps = {f.name: f.metadata.get("help", "") for f in fields(SampleConfig)}
     for name, spec in SAMPLERS.items():
         assert f"{name}: {spec.spacing}" in helps["spacing"]

@@ -266,3 +266,26 @@ def test_toml_flags_run_the_sampling_pipeline_on_an_original_file(tmp_path, one_
         load_for_sampling(original, original_config=str(flags), diffusion_steps=1000)
     with pytest.raises(ModelConfigError, match="no such file"):
         load_for_sampling(original, original_config=str(tmp_path / "missing.json"))
+
+
+def test_the_release_scripts_flags_give_the_seed_configs(tmp_path):
+    """ssh_scripts/multimodal_sample_sr.sh of the original, MODEL_FLAGS and SRMODEL_FLAGS, in one file."""
+    from avbench.models.original_flags import config_from_flags_file
+
+    flags = {"--cross_attention_resolutions": "2,4,8", "--cross_attention_windows": "1,4,8",
+             "--cross_attention_shift": "True", "--video_attention_resolutions": "2,4,8",
+             "--audio_attention_resolutions": "-1", "--video_size": "16,3,64,64", "--audio_size": "1,25600",
+             "--learn_sigma": "False", "--num_channels": 128, "--num_head_channels": 64, "--num_res_blocks": 2,
+             "--resblock_updown": "True", "--use_fp16": "True", "--use_scale_shift_norm": "True",
+             "--sr_attention_resolutions": "8,16,32", "--large_size": 256, "--small_size": 64,
+             "--sr_learn_sigma": "True", "--sr_num_channels": 192, "--sr_num_heads": 4, "--sr_num_res_blocks": 2,
+             "--sr_resblock_updown": "True", "--sr_use_scale_shift_norm": "True", "--diffusion_steps": 1000,
+             "--noise_schedule": "linear", "--sr_diffusion_steps": 1000, "--sample_fn": "dpm_solver",
+             "--sr_timestep_respacing": "ddim25", "--batch_size": 4}
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(flags))
+    mm, mm_diffusion, notes = config_from_flags_file("mmunet", path)
+    assert mm == MMUNetConfig.seed(dropout=0.0) and notes == []  # dropout: the script leaves the default 0
+    assert mm_diffusion == {"steps": 1000, "schedule": "linear", "variance": "fixed_large"}
+    sr, sr_diffusion, _ = config_from_flags_file("superres", path)
+    assert sr == SuperResConfig.seed() and sr_diffusion["variance"] == "learned_range"

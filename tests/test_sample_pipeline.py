@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from support.samplekit import make_mmunet_checkpoint, make_sr_checkpoint
 from typer.testing import CliRunner
 
 from avbench.errors import SampleError
 from avbench.io import sha256_file
 from avbench.sample import SampleConfig, run_sampling
-
-from support.samplekit import make_mmunet_checkpoint, make_sr_checkpoint
 
 FRAMES, SIZE, AUDIO = 4, 32, 6400
 

@@ -15,7 +15,7 @@ from avbench.diffusion.schedules import DiffusionConfig
 from avbench.sample.pipeline import SampleConfig, base_sampler_plan
 from avbench.train.config import DataSection, DiffusionSection, LogSection, ModelSection, TrainConfig
 from avbench.train.objectives import build_model, make_objective
-from avbench.train.preview import preview_samples, preview_sampler
+from avbench.train.preview import preview_sampler, preview_samples
 
 TRAIN = DiffusionConfig(steps=1000).schedule_obj()
 
@@ -62,7 +62,7 @@ def test_ddpm_superres_preview_uses_the_learned_variance():
 
     def by_hand(variance):
         g = torch.Generator().manual_seed(step)  # the preview's own stream: start noise, then step noise
-        noise = lambda like: tuple(torch.randn(v.shape, generator=g) for v in like)  # noqa: E731
+        noise = lambda like: tuple(torch.randn(v.shape, generator=g) for v in like)
         sched = respaced(objective.schedule, 4, "linspace")
         return sample_ddpm(superres_denoiser(model, low, "learned_range"), noise((high,)), sched,
                            variance=variance, clip=True, noise=noise)[0]

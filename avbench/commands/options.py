@@ -82,6 +82,10 @@ class Config:
         """The typer parameters of the fields, and the function that turns their values into the config."""
         cls = _import(self.target)
         hints = typing.get_type_hints(cls)
+        named = {*self.skip, *self.flags, *self.arguments, *self.required, *self.help}
+        unknown = sorted(named - {f.name for f in dataclasses.fields(cls)})
+        if unknown:  # a field renamed in the library must not silently drop its CLI customisation
+            raise TypeError(f"Config({self.target!r}) names fields it does not have: {unknown}")
         params, converters = [], {}
         for f in dataclasses.fields(cls):
             if f.name in self.skip or not f.init:
@@ -212,19 +216,24 @@ def to_click(name: str, entry: Callable | Group):
         app = _typer(entry.help)
         app.callback()(lambda: None)  # a group even with one command (typer would collapse it)
         for sub, func in entry.commands.items():
-            app.command(sub)(build_command(func))
+            app.command(sub, short_help=_first_line(func))(build_command(func))
     else:
         app = _typer()
         app.command(name)(build_command(entry))
     return typer.main.get_command(app)
 
 
+def _first_line(func: Callable) -> str:
+    """The listing shows the docstring's first line whole (click would cut it at the terminal width)."""
+    return (inspect.getdoc(func) or "").split("\n", 1)[0]
+
+
 class _Deferred(typer.core.TyperCommand):
     """Stands in for a command in `avbench --help`; the real one is built when the command runs."""
 
     def __init__(self, name: str, entry: Callable | Group):
-        doc = entry.help if isinstance(entry, Group) else inspect.getdoc(entry)
-        super().__init__(name=name, help=doc)
+        doc = entry.help if isinstance(entry, Group) else _first_line(entry)
+        super().__init__(name=name, short_help=doc)
         self.entry = entry
 
     @functools.cached_property

@@ -28,10 +28,10 @@ SHORTCUTS = {"max_steps": "train.max_steps", "batch_size": "data.batch_size", "l
              "seed": "train.seed", "precision": "train.precision", "device": "train.device",
              "workers": "data.workers"}
 
-KINDS = {  # kind → (default --config, the other configs of that kind, help)
-    "baseline": ("mmdiffusion-64", "tiny",
+KINDS = {  # command → (model kind it trains, default --config, the other config of that kind, help)
+    "baseline": ("mmunet", "mmdiffusion-64", "tiny",
                  "Train the coupled MM-UNet (MM-Diffusion baseline) on aligned 16-frame audio-video windows."),
-    "superres": ("sr-64-256", "tiny-sr",
+    "superres": ("superres", "sr-64-256", "tiny-sr",
                  "Train the 64→256 super-resolution U-Net per frame (low resolution = area-downscaled 256 px frames)."),
 }
 
@@ -40,7 +40,7 @@ def _toml_value(value) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)  # a JSON string is a TOML basic string
 
 
-def load_train_config(kind: str, config: str, data: Path | None, sets: list[str], shortcuts: dict):
+def load_train_config(command: str, config: str, data: Path | None, sets: list[str], shortcuts: dict):
     """The resolved TrainConfig: the --config file, then --set, then the shortcut options and --data."""
     from avbench.train.config import load_config
 
@@ -48,15 +48,18 @@ def load_train_config(kind: str, config: str, data: Path | None, sets: list[str]
     if data is not None:
         overrides.append(f"data.shards={_toml_value(str(data))}")
     cfg = load_config(config, overrides)
+    kind = KINDS[command][0]
     if cfg.kind != kind:
-        raise ConfigError(f"--config {config} is a {cfg.kind!r} config; use `avbench train {cfg.kind}` or a {kind} config")
+        right = next((c for c, spec in KINDS.items() if spec[0] == cfg.kind), None)
+        raise ConfigError(f"--config {config} is a {cfg.kind!r} config: use `avbench train {right}`, or a {kind} "
+                          f"config such as {KINDS[command][1]}")
     if not cfg.data.shards:
         raise ConfigError("no training data: pass --data DIR (a dataset root built by `avbench build`)")
     return cfg
 
 
 def train_command(
-    kind: str,
+    command: str,
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset root built by `avbench build` (DIR with shards/index.json)."),
     out: Path = typer.Option(..., "--out", help="Run directory: config.toml, log.jsonl, tb/, checkpoints/, model.pt, previews/."),
     config: str = typer.Option(..., "--config", help="Config name in avbench/configs or a .toml path."),
@@ -66,7 +69,7 @@ def train_command(
     shortcuts=Overrides("avbench.train.config:TrainConfig", SHORTCUTS),
     progress: bool = typer.Option(True, "--progress/--no-progress", metavar="", help="Show the rich progress line."),
 ) -> None:
-    cfg = load_train_config(kind, config, data, sets, shortcuts)
+    cfg = load_train_config(command, config, data, sets, shortcuts)
     if nproc > 1:
         from avbench.train.launch import launch
 
@@ -82,22 +85,22 @@ def train_command(
                f"{Path(out) / 'model.pt'} ({result['nonfinite_skipped']} non-finite steps skipped)")
 
 
-def _for_kind(kind: str):
-    """`train_command` with `kind` fixed and the kind's default --config: one signature for both kinds."""
-    default_config, other, doc = KINDS[kind]
+def _for(command: str):
+    """`train_command` for one kind, with that kind's default --config: one signature for both kinds."""
+    _, default_config, other, doc = KINDS[command]
     sig = inspect.signature(train_command, eval_str=True)
     option = copy.copy(sig.parameters["config"].default)
     option.default = default_config
     option.help = f"Config name in avbench/configs ({default_config}, {other}) or a .toml path."
     params = [p.replace(default=option) if name == "config" else p for name, p in sig.parameters.items()
-              if name != "kind"]
+              if name != "command"]
 
-    def command(**options):
-        return train_command(kind, **options)
+    def run(**options):
+        return train_command(command, **options)
 
-    command.__doc__ = doc
-    command.__signature__ = sig.replace(parameters=params)
-    return command
+    run.__doc__ = doc
+    run.__signature__ = sig.replace(parameters=params)
+    return run
 
 
-GROUP = Group("Train the baselines (DDP via torchrun / --nproc / SLURM).", {kind: _for_kind(kind) for kind in KINDS})
+GROUP = Group("Train the baselines (DDP via torchrun / --nproc / SLURM).", {command: _for(command) for command in KINDS})

@@ -37,13 +37,17 @@ from avbench.errors import EXIT_FAILED, EXIT_OK, EXIT_TRANSIENT
 
 @dataclass(frozen=True)
 class BuildConfig:
-    spec: str  # a spec path or a name in manifests/
-    root: Path | None = None  # None = data/<spec name>
-    lock: Path | None = None  # a shared lock file instead of resolving the spec's searches
-    partition: Partition = Partition(0, 1)  # "I/N" text is accepted and parsed
-    workers: int = 0  # processes for scene-cut and resample (0 = one per core)
-    jobs: int = 1  # concurrent downloads
-    progress: bool = True
+    # metadata["help"] is the help of the generated `avbench build` option
+    spec: str = field(metadata={"help": "Dataset spec: a path to a .toml or a name in manifests/ (e.g. demo)."})
+    root: Path | None = field(default=None, metadata={"help": "Dataset root (default: data/<spec name>)."})
+    lock: Path | None = field(default=None, metadata={
+        "help": "A shared lock file (from `avbench resolve`) instead of searching."})
+    partition: Partition = field(default=Partition(0, 1), metadata={  # "I/N" text is accepted and parsed
+        "help": "Build only slice I of N (0-based) and skip sharding; a final unpartitioned run merges."})
+    workers: int = field(default=0, metadata={
+        "help": "Processes for scene-cut and resample (0 = one per core).", "min": 0})
+    jobs: int = field(default=1, metadata={"help": "Concurrent downloads.", "min": 1})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "partition", Partition.parse(self.partition))
@@ -66,8 +70,11 @@ class BuildSummary:
 
     @property
     def nothing_built(self) -> bool:
-        """Every source of the slice failed, or the shard stage ran and wrote no shard."""
-        if self.sources == 0 or self.failed >= self.sources:
+        """Every source failed, the spec has none, or the shard stage ran and wrote no shard. (An empty
+        slice of a partitioned run is not a failure: an array may have more tasks than sources.)"""
+        if self.sources == 0:
+            return self.partition.count == 1
+        if self.failed >= self.sources:
             return True
         return self.shard is not None and self.shard.shards == 0
 
@@ -88,9 +95,12 @@ class BuildSummary:
                            "damage kept): see shards/stats.json")
         out.append(f"{self.failed} source(s) failed" + (": see failures/ and records/ under the root" if self.failed else ""))
         if self.nothing_built:
-            out.append("nothing was built" + (": every source failed" if self.sources else ": the spec has no sources")
-                       if self.shard is None or self.failed >= self.sources or self.sources == 0
-                       else "nothing was built: no clip passed to the shards (see shards/stats.json)")
+            if self.sources == 0:
+                out.append("nothing was built: the spec has no sources")
+            elif self.failed >= self.sources:
+                out.append("nothing was built: every source failed")
+            else:
+                out.append("nothing was built: no clip reached the shards (see shards/stats.json)")
         return out
 
 

@@ -26,7 +26,6 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from rich.progress import Progress
 
@@ -35,13 +34,13 @@ from avbench.curate.ffmpeg import ensure_ffmpeg_on_path
 from avbench.curate.lock import lock_bytes, read_lock
 from avbench.curate.partition import Partition
 from avbench.curate.probe import MediaRejected, probe_media
-from avbench.curate.records import FAILED, OK, PERMANENT, TRANSIENT, SourceRecord, record_path
+from avbench.curate.records import FAILED, OK, SourceRecord, record_path
 from avbench.curate.resolve import resolve_entries
 from avbench.curate.sources import SourceEntry, file_paths, needs_lookup
 from avbench.curate.spec import DatasetSpec, load_spec
 from avbench.curate.stage import Job, run_stage
 from avbench.curate.synthetic import render_synthetic
-from avbench.errors import EXIT_FAILED, EXIT_OK, EXIT_TRANSIENT, ConfigError, SourceFailure
+from avbench.errors import EXIT_FAILED, EXIT_OK, EXIT_TRANSIENT, PERMANENT, TRANSIENT, ConfigError, SourceFailure
 from avbench.io import atomic_write_bytes, sha256_file
 
 DEFAULT_FORMAT = ytdlp.DEFAULT_FORMAT
@@ -191,7 +190,7 @@ def fetch_one(entry: SourceEntry, cfg: DownloadConfig, min_duration_s: float) ->
         os.replace(path, final)  # same file system: atomic, and identical content may overwrite safely
         rec = rec.replace(status=OK, sha256=digest, path=f"sources/{digest}{ext}", bytes=final.stat().st_size,
                           duration_s=probe.duration_s, probe=probe.to_dict())
-    except Exception as e:  # one broken source must never stop the run
+    except Exception as e:  # noqa: BLE001 - one broken source must never stop the run
         cls, msg = ytdlp.classify(e)
         if isinstance(e, MediaRejected) and entry.kind in LOCAL_KINDS and cls == TRANSIENT:
             cls, msg = PERMANENT, f"{msg}; a local source reads the same every time: replace the file"
@@ -299,13 +298,11 @@ def download_sources(
     *,
     entries: list[SourceEntry] | None = None,
     progress: bool | Progress | None = None,
-    on_record: Callable[[SourceRecord], None] | None = None,
 ) -> DownloadSummary:
     """Fetch this partition's sources into `cfg.root`; resumable; returns the per-source records.
 
     `entries` skips the spec/lock lookup (the caller already has them); `progress` is a shared rich
-    Progress, True/False, or None for `cfg.progress`; `on_record` (kept for older callers; pass
-    `progress` instead) is called with each record of this partition once the stage has run.
+    Progress, True/False, or None for `cfg.progress`.
     """
     root = Path(cfg.root)
     stage = download_stage(cfg, entries)
@@ -320,8 +317,6 @@ def download_sources(
                 error_class=result.failure_classes.get(job.source_id, TRANSIENT),
                 error=result.failures.get(job.source_id, f"no record written to {record_path(root, job.source_id)}"))
         summary.records.append(rec)
-        if on_record is not None:
-            on_record(rec)
     tmp = root / ".tmp"
     if tmp.is_dir() and not any(tmp.iterdir()):
         tmp.rmdir()

@@ -20,10 +20,10 @@ from typing import Any
 from avbench.curate.lock import read_lock
 from avbench.curate.partition import Partition
 from avbench.curate.sources import SourceEntry, file_paths
+from avbench.errors import PERMANENT
 from avbench.io import atomic_write_json
 
 OK, FAILED = "ok", "failed"
-PERMANENT, TRANSIENT = "permanent", "transient"
 
 # Written only when set: the yt-dlp provenance exists for fetched sources only, `paths` for local files;
 # leaving them out elsewhere keeps each kind's record (and the shard metadata copied from it) unchanged.
@@ -63,7 +63,7 @@ class SourceRecord(Mapping):
     # ---- construction and I/O ------------------------------------------------------------------------
 
     @classmethod
-    def from_entry(cls, entry: SourceEntry, attempts: int = 1) -> "SourceRecord":
+    def from_entry(cls, entry: SourceEntry, attempts: int = 1) -> SourceRecord:
         """A fresh (failed, not yet fetched) record of a lock row."""
         return cls(
             source_id=entry.source_id, kind=entry.kind, id=entry.id, url=entry.url, title=entry.title,
@@ -73,7 +73,7 @@ class SourceRecord(Mapping):
         )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SourceRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> SourceRecord:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         return cls(**known, extra={k: v for k, v in d.items() if k not in names})
@@ -91,11 +91,11 @@ class SourceRecord(Mapping):
         return path
 
     @classmethod
-    def read(cls, root: str | Path, source_id: str) -> "SourceRecord | None":
+    def read(cls, root: str | Path, source_id: str) -> SourceRecord | None:
         """The record of `source_id`, or None when there is none (or it is unreadable)."""
         return _read(record_path(root, source_id))
 
-    def replace(self, **changes: Any) -> "SourceRecord":
+    def replace(self, **changes: Any) -> SourceRecord:
         return dataclasses.replace(self, **changes)
 
     # ---- state ---------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -57,15 +57,21 @@ from avbench.media import H264, write_flac, write_mp4
 
 EPS = 1e-6  # seconds: timestamps are exact fractions, targets are floats
 AUDIO_END_SLACK_S = 1.0  # how far a stream's decoded end may fall short of its declared end
+# Clip FLACs have been quantised with 32767 as full scale since the first shard format; another scale
+# would change every shard's bytes for a 0.0003 dB difference.
+FLAC_FULL_SCALE = 32767.0
 
 
 @dataclass(frozen=True)
 class ResampleConfig:
     """Options of `avbench resample`."""
 
-    workers: int = 0  # 0 = one per core; each worker encodes with one thread
-    partition: Partition = Partition(0, 1)
-    progress: Any = True
+    # metadata["help"] is the help of the generated `avbench resample` option
+    workers: int = field(default=0, metadata={
+        "help": "Parallel worker processes (0 = one per core), one encoder thread each.", "min": 0})
+    partition: Partition = field(default=Partition(0, 1), metadata={
+        "help": "Process only slice I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8."})
+    progress: Any = field(default=True, metadata={"help": "Show a progress bar."})
 
 
 def clips_dir(root: Path, source_id: str) -> Path:
@@ -303,10 +309,10 @@ def _write_clip(clip: _Clip, audio: AudioTrack, out_dir: Path, output: OutputFor
     files = {}
     for size, frames in sorted(clip.video.items()):
         name = f"{clip.key}.{size}.mp4"
-        write_mp4(out_dir / name, frames, output.fps, settings=h264_settings(output))
+        write_mp4(out_dir / name, frames, None, output.fps, settings=h264_settings(output))
         files[str(size)] = name
     flac = f"{clip.key}.flac"
-    write_flac(out_dir / flac, samples, output.sample_rate)
+    write_flac(out_dir / flac, samples, output.sample_rate, FLAC_FULL_SCALE)
     return {
         "key": clip.key, "clip_index": clip.index, "scene_index": clip.scene_index,
         "start": clip.start, "end": clip.end, "start_ms": int(round(clip.start * 1000)),

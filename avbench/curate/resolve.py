@@ -131,7 +131,7 @@ def resolve_entries(
         except SourceError as e:
             failures.append(str(e) if str(e).startswith(label) else f"{where}: {e}")
             continue
-        except Exception as e:  # yt-dlp errors (network, extractor): one line each
+        except Exception as e:  # noqa: BLE001 - yt-dlp errors (network, extractor): one line each
             failures.append(f"{where}: {ytdlp.one_line(str(e)) or type(e).__name__}")
             continue
         for r in rows:

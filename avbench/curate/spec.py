@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from avbench.errors import SpecError
+from avbench.paths import resolve_manifest
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class UrlSource:
 
 @dataclass(frozen=True)
 class FileSource:
-    """Local files; relative paths and globs are relative to the spec file's directory."""
+    """Local files; relative paths and globs are relative to the spec file's directory. A file is identified
+    by its bytes (sources.expand_files), so the same files in another folder are the same sources."""
 
     paths: tuple[str, ...]
     kind: Literal["file"] = "file"
@@ -269,8 +271,6 @@ def _check_values(spec: DatasetSpec, label: str) -> None:
 
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a spec; a name like `demo` resolves to `manifests/demo.toml`."""
-    from avbench.paths import resolve_manifest
-
     try:
         p = resolve_manifest(path)
     except FileNotFoundError as e:

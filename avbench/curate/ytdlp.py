@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avbench.errors import ConfigError, SourceFailure
-
-PERMANENT, TRANSIENT = "permanent", "transient"
+from avbench.errors import PERMANENT, TRANSIENT, ConfigError, SourceFailure
 
 # The smallest rendition of at least 360p that has audio (merged from separate streams when needed);
 # sources offering nothing that tall fall back to the smallest with audio. "+res" sorts ascending, so
@@ -49,9 +47,10 @@ _PERMANENT = (
 _TRANSIENT = ("http error 403", "http error 429", "http error 5", "timed out", "timeout", "connection",
               "bytes read", "giving up after", "temporarily", "incomplete read", "reset by peer")
 
-# RFC 3986 characters (unreserved, reserved, and '%' for escapes). Anything else in a lock file's URL
-# (spaces, quotes, backticks, '|', '<', '\') was not written by `avbench resolve`.
-_URL_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+# ASCII that RFC 3986 never allows in a URL: whitespace, controls, quotes, backticks, '|', '<', '\'.
+# `avbench resolve` never writes them, so a lock file holding them was edited by hand or by someone
+# hostile. Non-ASCII letters stay allowed: yt-dlp escapes IRIs like https://example.org/vidéo.mp4.
+_NOT_IN_URLS = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 
 
 def one_line(text: str) -> str:
@@ -67,9 +66,9 @@ def check_url(url: str) -> None:
     """Refuse what a hand-edited or hostile lock file may hold instead of a web address (`file://`,
     shell syntax): SourceFailure, permanent, since fetching it again cannot make it a URL."""
     parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or not _URL_CHARS.match(url):
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or _NOT_IN_URLS.search(url):
         raise SourceFailure(
-            PERMANENT, f"{url!r}: refused, not an http(s) URL; fix the lock file's 'url' column or re-run `avbench resolve`"
+            PERMANENT, f"{url!r}: refused, not an http(s) URL; fix it in the spec (or the lock file's 'url' column)"
         )
 
 

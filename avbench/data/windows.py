@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from avbench.data.decode import DecodeError, decode_audio_window, decode_video_window
 from avbench.dataset_index import load_index, shard_file, verify_root
-from avbench.errors import DataError
+from avbench.errors import DataError, MissingInputError
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def shard_urls(root: str | Path, size: int, split: str, verify: bool = False) ->
     rows = [r for r in index["shards"] if r["size"] == size and r["split"] == split]
     if not rows:
         have = sorted({(r["size"], r["split"]) for r in index["shards"]})
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{root / 'shards' / 'index.json'}: no {split!r} shards at {size} px (have {have}); "
             "pick another --size/--split or rebuild with that size"
         )

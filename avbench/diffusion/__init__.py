@@ -7,7 +7,14 @@ from avbench.diffusion.denoisers import Denoiser, Prediction, joint_denoiser, su
 from avbench.diffusion.gaussian import q_sample, training_loss
 from avbench.diffusion.respace import respaced, space_timesteps
 from avbench.diffusion.samplers import (
-    SAMPLERS, SamplerPlan, SamplerSpec, resolve_sampler, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_dpmpp_3s,
+    SAMPLERS,
+    SamplerPlan,
+    SamplerSpec,
+    resolve_sampler,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_dpmpp_3s,
 )
 from avbench.diffusion.schedules import DiffusionConfig, Schedule
 

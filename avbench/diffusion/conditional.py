@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from avbench.diffusion.gaussian import predict_eps, predict_x0
 from avbench.diffusion.denoisers import Denoiser, ModelFn, Prediction, as_prediction
+from avbench.diffusion.gaussian import predict_eps, predict_x0
 from avbench.diffusion.schedules import Schedule
 
 

@@ -13,8 +13,9 @@ diffusion layer does not import `avbench.models`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
@@ -36,7 +37,7 @@ class Prediction(NamedTuple):
 ModelFn = Callable[[Tensors, torch.Tensor], "Prediction | Sequence[torch.Tensor]"]
 
 
-def as_prediction(out: "Prediction | Sequence[torch.Tensor]") -> Prediction:
+def as_prediction(out: Prediction | Sequence[torch.Tensor]) -> Prediction:
     """Normalise a model function's output: a bare sequence of ε (fixed-variance models, the toy
     denoisers) becomes a `Prediction` without variance values; a `Prediction` is returned as is."""
     return out if isinstance(out, Prediction) else Prediction(tuple(out))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avbench.errors import WeightsError
 from avbench.metrics.weights import load_numpy_pickle
 
 # (name, output channels of the 6 inception convs) in network order; max pools sit between groups.
@@ -205,5 +206,5 @@ def build_i3d(state_dict: dict[str, torch.Tensor], bn_eps: float) -> I3D:
     # Old torch files may lack num_batches_tracked; anything else missing means a wrong file.
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"I3D weights do not match the network: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise WeightsError(f"I3D weights do not match the network: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model.eval().requires_grad_(False)

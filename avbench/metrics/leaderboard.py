@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+from avbench.errors import MetricsError
+
 COLUMNS = [
     "name", "date", "fvd", "kvd", "fad", "clap", "av_align",
     "fvd_profile", "fvd_resize", "fvd_bn_eps", "fvd_ddof", "fvd_frames", "fvd_weights_sha256",
@@ -60,7 +62,7 @@ def load_records(results_dir: str | Path) -> list[dict]:
         try:
             records.append(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc}); fix or remove the record") from exc
+            raise MetricsError(f"{path}: not valid JSON ({exc}); fix or remove the record") from exc
     return sorted(records, key=lambda r: (r.get("date") or "", r.get("name") or ""))
 
 

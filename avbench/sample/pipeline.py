@@ -26,8 +26,10 @@ from avbench.diffusion.samplers import SAMPLERS, SamplerPlan, defaults_text, res
 from avbench.diffusion.schedules import DiffusionConfig, Schedule
 from avbench.errors import SampleError
 from avbench.io import atomic_write_json
+from avbench.media import to_pcm, to_uint8_frames, write_mp4, write_wav
 from avbench.models.checkpoint import load_for_sampling
-from avbench.sample import media, noise as rng
+from avbench.sample import media
+from avbench.sample import noise as rng
 
 FORMAT = "avbench-samples"
 FORMAT_VERSION = 1
@@ -290,10 +292,10 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
                 clip_video = video[b]
                 if plan.sr is not None:
                     clip_video = _super_resolve(plan, cfg, clip_video, gens[b])
-                pcm = media.to_pcm(audio[b])
+                pcm = to_pcm(audio[b])
                 rel_v, rel_a = f"video/{i}.mp4", f"audio/{i}.wav"
-                media.write_wav(out / rel_a, pcm, cfg.sample_rate)
-                media.write_mp4(out / rel_v, media.to_uint8_frames(clip_video), pcm, cfg.fps, cfg.sample_rate)
+                write_wav(out / rel_a, pcm, cfg.sample_rate)
+                write_mp4(out / rel_v, to_uint8_frames(clip_video), pcm, cfg.fps, cfg.sample_rate)
                 rows[i] = {"index": i, "seed": cfg.seed + i, "video": rel_v, "audio": rel_a, "condition": cond_names[b]}
             atomic_write_json(out / "samples.json", _document(cfg, plan, identity, rows, complete=False))
             progress.update(task, advance=len(idx))

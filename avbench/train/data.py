@@ -11,13 +11,12 @@ import functools
 import signal
 from typing import Callable, Iterable
 
+from avbench.data.windows import WindowConfig, make_loader
 from avbench.train.config import TrainConfig
 from avbench.train.distributed import DistInfo
 
 
 def shard_epochs(cfg: TrainConfig, dist: DistInfo) -> Callable[[int, int, int, int], Iterable]:
-    from avbench.data.windows import WindowConfig, make_loader
-
     wcfg = WindowConfig(size=cfg.data.size, split=cfg.data.split, frames=cfg.data.frames, mode="train",
                         flip_p=cfg.data.flip, seed=cfg.train.seed)
     loader = make_loader(

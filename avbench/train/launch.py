@@ -6,23 +6,25 @@ The agent sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT in eac
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+from avbench.train.checkpointing import list_checkpoints
 from avbench.train.config import TrainConfig
+from avbench.train.loop import train
 
 
 def _worker(cfg_dict: dict[str, Any], run: str, resume: str, console: bool) -> dict[str, Any]:
-    from avbench.train.loop import train
-
     result = train(TrainConfig.from_dict(cfg_dict), run, resume=resume, console=console)
     if result.preempted:
         # The agent is shutting down and no longer collects return values; a normal return would block
         # on the result queue until the agent's SIGKILL. The checkpoint is on disk: leave now.
-        import os
-        import sys
-
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(128 + int(result.signal or 15))
@@ -31,10 +33,6 @@ def _worker(cfg_dict: dict[str, Any], run: str, resume: str, console: bool) -> d
 
 def launch(cfg: TrainConfig, run: str | Path, *, nproc: int, resume: str = "auto", console: bool = True) -> dict:
     """Start `nproc` local workers (spawned), wait for them, return rank 0's `TrainResult` as a dict."""
-    import os
-
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     # as torchrun does: N processes must not each start one thread per core
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     config = LaunchConfig(
@@ -42,15 +40,11 @@ def launch(cfg: TrainConfig, run: str | Path, *, nproc: int, resume: str = "auto
         rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn",
         monitor_interval=0.5,
     )
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-
     try:
         results = elastic_launch(config, _worker)(cfg.to_dict(), str(run), resume, console)
     except SignalException as e:
         # The agent got SIGTERM (e.g. from srun) and passed it on; the workers wrote a preemption checkpoint
         # before exiting, but their return values are lost with the agent: report the newest checkpoint.
-        from avbench.train.checkpointing import list_checkpoints
-
         ckpts = list_checkpoints(Path(run))
         return {"preempted": True, "signal": int(e.sigval), "checkpoint": str(ckpts[-1][1]) if ckpts else None,
                 "step": ckpts[-1][0] if ckpts else 0, "nonfinite_skipped": 0, "overflow_skipped": 0}

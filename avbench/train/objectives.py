@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from avbench.diffusion.gaussian import training_loss
+from avbench.models.mmunet import MMUNet, MMUNetConfig
+from avbench.models.superres import SuperResConfig, SuperResUNet
 from avbench.diffusion.schedules import DiffusionConfig
 from avbench.train.config import TrainConfig
 from avbench.train.throughput import count_training_flops
@@ -35,13 +37,11 @@ def diffusion_config(cfg: TrainConfig) -> DiffusionConfig:
 def build_model_config(cfg: TrainConfig):
     """The preset named in [model], shaped by [data] (frames, sizes), then [model.overrides]."""
     if cfg.kind == "mmunet":
-        from avbench.models.mmunet import MMUNetConfig as Config
-
+        Config = MMUNetConfig
         shape = {"video_size": (cfg.data.frames, 3, cfg.data.size, cfg.data.size),
                  "audio_size": (1, cfg.data.frames * 1600)}
     elif cfg.kind == "superres":
-        from avbench.models.superres import SuperResConfig as Config
-
+        Config = SuperResConfig
         shape = {"large_size": cfg.data.size, "small_size": cfg.data.low_res}
     else:
         raise ValueError(f"unknown training kind {cfg.kind!r}; use 'mmunet' or 'superres'")
@@ -63,12 +63,8 @@ def build_model_config(cfg: TrainConfig):
 def build_model(cfg: TrainConfig):
     model_cfg = build_model_config(cfg)
     if cfg.kind == "mmunet":
-        from avbench.models.mmunet import MMUNet
-
         model = MMUNet(model_cfg)
     else:
-        from avbench.models.superres import SuperResUNet
-
         model = SuperResUNet(model_cfg)
         if cfg.train.activation_checkpointing:
             model.set_gradient_checkpointing(True)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from avbench.diffusion.denoisers import joint_denoiser, superres_denoiser
 from avbench.diffusion.samplers import SamplerPlan, resolve_sampler
 from avbench.diffusion.schedules import Schedule
-from avbench.sample.media import to_pcm, to_uint8_frames, write_mp4
+from avbench.media import to_pcm, to_uint8_frames, write_mp4
 
 FPS = 10
 SAMPLE_RATE = 16000
