@@ -91,6 +91,13 @@ def test_a_rotated_source_comes_out_upright(tmp_path):
         img = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
     top, bottom = img[:12].mean(), img[20:].mean()  # centre crop of the upright 32×64 picture
     assert bottom > 200 and top < 60, (top, bottom)
+    # the ffmpeg command line (autorotate on by default) shows the same orientation
+    import imageio_ffmpeg
+
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(src), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout
+    shown = np.frombuffer(raw, np.uint8).reshape(64, 32)
+    assert shown[40:].mean() > 200 and shown[:24].mean() < 60
 
 
 # ---- damage, short audio, leftovers --------------------------------------------------------------------

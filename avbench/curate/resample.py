@@ -48,6 +48,7 @@ from avbench.curate.audiotrack import SOXR_QUALITY, AudioTrack
 from avbench.curate.records import ready_sources
 from avbench.curate.filters import evaluate_filters
 from avbench.curate.partition import Partition
+from avbench.curate.pictures import display_rotation, fit_square, upright
 from avbench.curate.scenes import scenes_path
 from avbench.curate.spec import DatasetSpec, Filters, OutputFormat
 from avbench.curate.stage import Job, StageSummary, failure_path, run_stage
@@ -96,38 +97,6 @@ class _Clip:
     frames: int
     video: dict[int, np.ndarray] | None = None  # size → uint8 [F, S, S, 3], filled during the pass
     filled: int = 0
-
-
-# ---- pictures ----------------------------------------------------------------------------------------
-
-
-def fit_square(img: np.ndarray, size: int, mode: str) -> np.ndarray:
-    """RGB uint8 [H, W, 3] → [size, size, 3] by centre crop or letterbox (black bars), area resampling."""
-    import cv2
-
-    h, w = img.shape[:2]
-    if mode == "center-crop":
-        s = min(h, w)
-        y, x = (h - s) // 2, (w - s) // 2
-        return cv2.resize(img[y : y + s, x : x + s], (size, size), interpolation=cv2.INTER_AREA)
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    out = np.zeros((size, size, 3), np.uint8)
-    y, x = (size - nh) // 2, (size - nw) // 2
-    out[y : y + nh, x : x + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-    return out
-
-
-def display_rotation(frame) -> int:
-    """The counter-clockwise rotation (0, 90, 180, 270) that shows `frame` upright, from its display
-    matrix (FFmpeg attaches the stream's matrix to each decoded frame); odd angles snap to 90°."""
-    rotation = getattr(frame, "rotation", 0) or 0
-    return int(round(rotation / 90.0)) % 4 * 90
-
-
-def upright(img: np.ndarray, rotation: int) -> np.ndarray:
-    # np.rot90 with k > 0 turns the picture counter-clockwise, the display matrix's sense
-    return np.ascontiguousarray(np.rot90(img, k=rotation // 90)) if rotation else img
 
 
 # ---- the pass ----------------------------------------------------------------------------------------

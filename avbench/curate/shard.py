@@ -15,6 +15,7 @@ marker, and a reader never sees an index that disagrees with the tars beside it.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata as md
 import io
 import json
 import math
@@ -23,6 +24,8 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy
 
 from avbench.curate.partition import Partition
 from avbench.curate.records import ready_sources
@@ -75,12 +78,6 @@ class _Sample:
 # ---- reading the resample stage's outputs ------------------------------------------------------------
 
 
-def _ready_sources(root: Path) -> list[dict]:
-    from avbench.curate.records import ready_sources
-
-    return ready_sources(root)
-
-
 def read_clip_table(clip_dir: Path) -> tuple[dict, list[dict]]:
     """(source-level metadata, clips sorted by key) from `clips.json`, which resample writes last."""
     data = json.loads((clip_dir / "clips.json").read_text(encoding="utf-8"))
@@ -119,10 +116,7 @@ def _count_media(mp4: Path, flac: Path) -> tuple[int, int, int]:
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that shapes the bytes (recorded in every sample; never a timestamp)."""
-    import importlib.metadata as md
-
     import av
-    import numpy
     import soundfile
 
     out = {"av": av.__version__, "numpy": numpy.__version__, "libsndfile": soundfile.__libsndfile_version__}
