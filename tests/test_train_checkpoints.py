@@ -149,3 +149,40 @@ def test_fp16_overflow_is_not_a_nonfinite_loss(tmp_path):
     with pytest.raises(Exception, match="in a row had a NaN/inf loss"):
         _train(tmp_path / "nan", "train.max_steps=2", 'train.precision="fp16"', "train.max_nonfinite=1",
                "train.fp16_init_scale=1.0", "debug.inject_nan_steps=[0]")
+
+
+def test_cli_resume_from_a_truncated_file_is_one_line_exit_2(demo_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+
+    bad = tmp_path / "ckpt-00000005.pt"
+    bad.write_bytes(b"PK\x03\x04" + bytes(200))  # the first bytes of a zip, then nothing
+    res = CliRunner().invoke(app, ["train", "baseline", "--data", str(demo_dataset), "--config", "tiny",
+                                   "--out", str(tmp_path / "run"), "--resume", str(bad), "--no-progress",
+                                   "--set", "data.workers=0", "--set", "log.tensorboard=false"])
+    assert res.exit_code == EXIT_BAD_INPUT, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ckpt-00000005.pt: not a readable torch checkpoint" in lines[0], res.output
+    assert "Traceback" not in res.output
+
+
+def test_checkpoint_of_the_previous_layout_resumes(tmp_path):
+    """A run checkpointed by the code before the `states` dict (flat keys, kind "baseline") continues."""
+    run = tmp_path / "run"
+    _train(run, "train.max_steps=2")
+    new = torch.load(ckpt.checkpoint_path(run, 2), weights_only=True)
+    old = {k: new[k] for k in ("model", "ema", "optimizer", "scheduler", "scaler", "rng", "model_config",
+                               "diffusion", "world_size")}
+    old.update(format="avbench-train-v1", kind="baseline", step=2, nonfinite_total=0,
+               config={**new["config"], "kind": "baseline"},
+               data={"epoch": new["data"]["epoch"], "index": new["data"]["index"]}, data_ranks=new["data"]["ranks"])
+    for _, p in ckpt.list_checkpoints(run):
+        p.unlink()
+    torch.save(old, ckpt.checkpoint_path(run, 2))
+    resumed = _train(run, "train.max_steps=3")
+    straight = _train(tmp_path / "straight", "train.max_steps=3")
+    a = torch.load(resumed.checkpoint, weights_only=True)
+    b = torch.load(straight.checkpoint, weights_only=True)
+    assert a["train"] == b["train"] and a["data"] == b["data"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])

@@ -116,7 +116,7 @@ def build_dataset(cfg: BuildConfig) -> BuildSummary:
     summary = BuildSummary(root=root, partition=part)
     root.mkdir(parents=True, exist_ok=True)
 
-    dl_cfg = DownloadConfig(root=root, spec=str(spec.path), lock=cfg.lock, jobs=cfg.jobs, partition=str(part),
+    dl_cfg = DownloadConfig(root=root, spec=str(spec.path), lock=cfg.lock, jobs=cfg.jobs, partition=part,
                             progress=False)
     entries, _ = load_entries(dl_cfg)  # resolves searches when needed and pins ROOT/lock.csv
     stages = [

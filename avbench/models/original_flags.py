@@ -130,6 +130,8 @@ def _diffusion(f: dict[str, Any], steps_key: str, learn_sigma: bool, where: str,
     if _bool(f["rescale_timesteps"], "rescale_timesteps", where):
         raise ModelConfigError(f"{where}: rescale_timesteps = true is not supported (the model would see "
                                "timesteps scaled to 0..1000)")
+    if f["noise_schedule"] not in ("linear", "cosine"):
+        raise ModelConfigError(f"{where}: noise_schedule = {f['noise_schedule']!r} is not one of linear, cosine")
     if steps_key not in explicit:
         notes.append(f"{where}: {steps_key} not given: ASSUMED the original's default 1000")
     diffusion = {"steps": _num(f[steps_key], steps_key, where), "schedule": str(f["noise_schedule"]),

@@ -6,6 +6,7 @@
 
 Modules: config (dataclasses, TOML, overrides), loop (the loop), objectives (model + loss per task),
 batches/data (the resumable batch stream over the shard loader), checkpointing (files, resume, signals),
+states (the objects a checkpoint is made of),
 ema, distributed (rank/world from the environment), launch (`--nproc`), logging, preview, export,
 throughput (step timing, MFU).
 """
