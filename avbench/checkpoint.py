@@ -90,7 +90,7 @@ def check_plain(obj: Any, where: str) -> None:
     """Raise TypeError unless `obj` survives weights-only loading (plain types, tensors, containers)."""
     import torch
 
-    if isinstance(obj, _PLAIN) or isinstance(obj, torch.Tensor):
+    if isinstance(obj, (*_PLAIN, torch.Tensor)):
         return
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
@@ -111,9 +111,9 @@ def write(path: str | Path, obj: Any) -> Path:
     import torch
 
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:  # a handle, not the path: the archive's record prefix stays "archive"
-            torch.save(obj, fh)
+    # a handle, not the path: the archive's record prefix stays "archive", not the random temp name
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
     return path
 
 

@@ -61,3 +61,19 @@ def test_missing_and_corrupt_files_give_one_line_errors(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="bad.pt: not a readable torch checkpoint"):
         safe_load(bad)
+
+
+def test_flipped_bytes_are_refused_before_unpickling(tmp_path):
+    """torch.load checks no CRC: one changed bit in a tensor would load silently as another value."""
+    from avbench.errors import CheckpointError
+
+    sd = _model().state_dict()
+    path = tmp_path / "model350000.pt"
+    torch.save({f"module.{k}": v for k, v in sd.items()}, path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(sd["time_embed.0.weight"].numpy().tobytes())
+    raw[at + 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    assert not torch.equal(torch.load(path, weights_only=True)["module.time_embed.0.weight"], sd["time_embed.0.weight"])
+    with pytest.raises(CheckpointError, match=r"model350000\.pt: damaged checkpoint: record .*data/\d+.* CRC-32"):
+        safe_load(path)

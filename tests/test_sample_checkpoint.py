@@ -4,23 +4,21 @@ file of the original code's flags, and refusal of damaged files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-
-import json
+from support.samplekit import make_mmunet_checkpoint, randomize, tiny_mmunet_config
 
 from avbench import checkpoint as fmt
 from avbench.diffusion.schedules import DiffusionConfig
 from avbench.errors import CheckpointError, ModelConfigError
 from avbench.io import sha256_file
 from avbench.models.checkpoint import FORMAT, load_for_sampling, save_checkpoint
-from avbench.models.state_dict import compare_to_listing, seeded_state_dict
 from avbench.models.mmunet import MMUNet, MMUNetConfig
+from avbench.models.state_dict import compare_to_listing, seeded_state_dict
 from avbench.models.superres import SuperResConfig, SuperResUNet
-
-from support.samplekit import make_mmunet_checkpoint, randomize, tiny_mmunet_config
 
 
 @pytest.fixture(scope="module")
@@ -200,20 +198,20 @@ def test_flags_file_reproduces_the_parity_fixture(tmp_path, one_thread):
     flags.write_text(json.dumps(FIXTURE_SMALL_FLAGS))
     with torch.device("meta"):
         template = MMUNet(MMUNetConfig.fixture_small()).state_dict()
-    weights, g = seeded_state_dict(template, 1234)  # the fixture's recipe (fixtures/mmdiffusion/README.md)
+    weights, _ = seeded_state_dict(template, 1234)  # the fixture's recipe (fixtures/mmdiffusion/README.md)
     original = tmp_path / "model200000.pt"
     torch.save({f"module.{k}": v for k, v in weights.items()}, original)  # as the original's DDP trainer saves
     model, info = load_for_sampling(original, original_config=str(flags))
     assert model.cfg == MMUNetConfig.fixture_small() and model.cfg.middle_cross_attention
     listing = json.loads((FIXTURES / "mmdiffusion_small_state_dict_shapes.json").read_text())
     assert compare_to_listing(model.state_dict(), listing) == []
-    assert info["diffusion"] == {"steps": 1000, "schedule": "linear", "variance": "fixed_large"}
+    assert DiffusionConfig.from_dict(info["diffusion"]) == DiffusionConfig(steps=1000, variance="fixed_large")
     assert not any("ASSUMED" in n for n in info["notes"])
     ref = np.load(FIXTURES / "mmdiffusion_small_parity.npz")
     video = torch.from_numpy(ref["video"][1:])
     audio = torch.from_numpy(ref["audio"][1:])
     with torch.no_grad():
-        v_out, a_out = model(video, audio, torch.from_numpy(ref["t"][1:]).long())
+        v_out, _ = model(video, audio, torch.from_numpy(ref["t"][1:]).long())
     ref_v = torch.from_numpy(ref["video_out"][1:])
     assert ((v_out - ref_v).norm() / ref_v.norm()).item() < 1e-5
 
@@ -286,6 +284,6 @@ def test_the_release_scripts_flags_give_the_seed_configs(tmp_path):
     path.write_text(json.dumps(flags))
     mm, mm_diffusion, notes = config_from_flags_file("mmunet", path)
     assert mm == MMUNetConfig.seed(dropout=0.0) and notes == []  # dropout: the script leaves the default 0
-    assert mm_diffusion == {"steps": 1000, "schedule": "linear", "variance": "fixed_large"}
+    assert DiffusionConfig.from_dict(mm_diffusion) == DiffusionConfig(steps=1000, schedule="linear")
     sr, sr_diffusion, _ = config_from_flags_file("superres", path)
     assert sr == SuperResConfig.seed() and sr_diffusion["variance"] == "learned_range"

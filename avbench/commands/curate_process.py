@@ -118,8 +118,8 @@ def build_exit_code(summary, strict: bool) -> int:
 
 def build_cmd(
     cfg=Config("avbench.curate.build:BuildConfig", arguments=("spec",)),
-    strict: bool = typer.Option(False, "--strict/--no-strict", metavar="",
-                                help="Exit 1 when any source failed (default: list them and exit 0 if something was built)."),
+    strict: bool = typer.Option(False, "--strict/--no-strict", metavar="", help="Exit 1 when any source failed "
+                                "(default: list them, and exit 0 if something was built)."),
 ) -> None:
     """Build a dataset: resolve (if needed) → download → scene-cut → resample → shard. Resumable.
 

@@ -60,12 +60,17 @@ def load_train_config(command: str, config: str, data: Path | None, sets: list[s
 
 def train_command(
     command: str,
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset root built by `avbench build` (DIR with shards/index.json)."),
-    out: Path = typer.Option(..., "--out", help="Run directory: config.toml, log.jsonl, tb/, checkpoints/, model.pt, previews/."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Dataset root built by `avbench build` (DIR with shards/index.json)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run directory: config.toml, log.jsonl, tb/, checkpoints/, model.pt, previews/."),
     config: str = typer.Option(..., "--config", help="Config name in avbench/configs or a .toml path."),
-    sets: list[str] = typer.Option([], "--set", help="Override any config value: --set optim.lr=2e-4 --set model.overrides.model_channels=64 (repeatable; TOML values)."),
-    resume: str = typer.Option("auto", "--resume", help="auto (newest complete checkpoint in --out, else start fresh) | none | PATH."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Start N local processes through torchrun's elastic agent (one per GPU). Under torchrun leave it at 1."),
+    sets: list[str] = typer.Option([], "--set", help="Override any config value: --set optim.lr=2e-4 "
+                                   "--set model.overrides.model_channels=64 (repeatable; TOML values)."),
+    resume: str = typer.Option(
+        "auto", "--resume", help="auto (newest complete checkpoint in --out, else start fresh) | none | PATH."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Start N local processes through torchrun's elastic agent "
+                              "(one per GPU). Under torchrun leave it at 1."),
     shortcuts=Overrides("avbench.train.config:TrainConfig", SHORTCUTS),
     progress: bool = typer.Option(True, "--progress/--no-progress", metavar="", help="Show the rich progress line."),
 ) -> None:
@@ -103,4 +108,4 @@ def _for(command: str):
     return run
 
 
-GROUP = Group("Train the baselines (DDP via torchrun / --nproc / SLURM).", {command: _for(command) for command in KINDS})
+GROUP = Group("Train the baselines (DDP via torchrun / --nproc / SLURM).", {c: _for(c) for c in KINDS})

@@ -84,8 +84,9 @@ def _original_config(kind: str, original: Any) -> tuple[Any, dict[str, Any] | No
     """(config, diffusion dict from a flags file or None, notes)."""
     _, Config = MODEL_CLASSES[kind]
     if original is None:
-        return Config.seed(), None, [f"original MM-Diffusion file without settings: assumed the seed {kind} "
-                                     "config (pass --original-config to choose a preset or a flags file)"]
+        note = (f"original MM-Diffusion file without settings: assumed the seed {kind} config "
+                "(pass --original-config to choose a preset or a flags file)")
+        return Config.seed(), None, [note]
     if isinstance(original, Config):
         return original, None, []
     if isinstance(original, dict):
@@ -176,7 +177,8 @@ def load_for_sampling(path: str | Path, *, prefer_ema: bool = True, original_con
                 notes.append("original MM-Diffusion file without settings: ASSUMED 1000 linear training diffusion "
                              "steps; if the model was trained with another count, pass --diffusion-steps")
             variance = "learned_range" if kind == "superres" and getattr(cfg, "learn_sigma", False) else "fixed_large"
-            diffusion = {"steps": int(diffusion_steps or 1000), "schedule": "linear", "variance": variance}
+            diffusion = {"steps": int(diffusion_steps or 1000), "schedule": "linear", "parameterization": "eps",
+                         "variance": variance, "learned_sigma": variance == "learned_range"}
         use_ema, source, extra = None, "mm-diffusion", {}
     if expect_kind is not None and kind != fmt.canonical_kind(expect_kind):
         raise CheckpointError(f"{path}: holds a {kind} model, expected {fmt.canonical_kind(expect_kind)}")

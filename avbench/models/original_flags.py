@@ -135,7 +135,8 @@ def _diffusion(f: dict[str, Any], steps_key: str, learn_sigma: bool, where: str,
     if steps_key not in explicit:
         notes.append(f"{where}: {steps_key} not given: ASSUMED the original's default 1000")
     diffusion = {"steps": _num(f[steps_key], steps_key, where), "schedule": str(f["noise_schedule"]),
-                 "variance": "learned_range" if learn_sigma else "fixed_large"}
+                 "parameterization": "eps", "variance": "learned_range" if learn_sigma else "fixed_large",
+                 "learned_sigma": learn_sigma}
     return diffusion, notes
 
 

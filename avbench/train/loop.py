@@ -30,8 +30,15 @@ from avbench.train.export import export_original_layout, export_sampling_checkpo
 from avbench.train.logging import NullLogger, RunLogger
 from avbench.train.objectives import Objective, build_model, diffusion_config, make_objective
 from avbench.train.preview import write_preview
-from avbench.train.states import (DataState, RngState, TrainState, apply_optim_config, checkpoint_meta,
-                                  implementation_flags, save_states)
+from avbench.train.states import (
+    DataState,
+    RngState,
+    TrainState,
+    apply_optim_config,
+    checkpoint_meta,
+    implementation_flags,
+    save_states,
+)
 from avbench.train.throughput import StepTimer, peak_flops
 
 # fp16: the GradScaler halves its scale at each overflow, from 2**16 to fp16's smallest normal number

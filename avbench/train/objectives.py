@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from avbench.diffusion.gaussian import training_loss
+from avbench.diffusion.schedules import DiffusionConfig
 from avbench.models.mmunet import MMUNet, MMUNetConfig
 from avbench.models.superres import SuperResConfig, SuperResUNet
-from avbench.diffusion.schedules import DiffusionConfig
 from avbench.train.config import TrainConfig
 from avbench.train.throughput import count_training_flops
 

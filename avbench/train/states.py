@@ -129,8 +129,10 @@ def apply_optim_config(cfg: TrainConfig, opt: torch.optim.Optimizer, sched, impl
     if list(sched.base_lrs) != base:
         changed["optim.lr"] = [sched.base_lrs[0], base[0]]
         sched.base_lrs = base
-        for group, lr, fn in zip(opt.param_groups, base, sched.lr_lambdas):
-            group["initial_lr"] = lr
-            group["lr"] = lr * fn(sched.last_epoch)
-        sched._last_lr = [g["lr"] for g in opt.param_groups]
+    # LambdaLR's own formula at its restored position: unchanged settings give the stored value bit for
+    # bit; a changed lr or warm-up takes effect from the first resumed step, not one step late.
+    for group, lr, fn in zip(opt.param_groups, base, sched.lr_lambdas):
+        group["initial_lr"] = lr
+        group["lr"] = lr * fn(sched.last_epoch)
+    sched._last_lr = [g["lr"] for g in opt.param_groups]
     return changed
