@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from avbench.errors import MissingInputError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,8 +37,8 @@ def resolve_manifest(name_or_path: str | os.PathLike[str]) -> Path:
             if cand.is_file():
                 return cand
     if p.is_dir():
-        raise FileNotFoundError(f"{p}: is a directory; pass the path of a dataset spec (.toml) or a name in manifests/")
-    raise FileNotFoundError(
+        raise MissingInputError(f"{p}: is a directory; pass the path of a dataset spec (.toml) or a name in manifests/")
+    raise MissingInputError(
         f"no dataset spec named {str(name_or_path)!r}: looked for manifests/{p.name}.toml in "
         f"{Path.cwd()} and {manifests_dir()}; pass a path to a .toml spec instead"
     )

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from avbench.errors import DataError
 from avbench.train import checkpointing as ckpt
 from avbench.train.batches import BatchStream
 from avbench.train.config import ConfigError, TrainConfig, available, load_config
@@ -128,7 +129,7 @@ def test_batch_stream_resumes_at_its_position():
     [next(part) for _ in range(4)]
     resumed = BatchStream(make_epoch, **part.position())
     assert [next(resumed) for _ in range(3)] == seq[4:]
-    with pytest.raises(RuntimeError, match="no batch"):
+    with pytest.raises(DataError, match="no batch"):
         next(BatchStream(lambda e: []))
 
 

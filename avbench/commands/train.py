@@ -68,7 +68,8 @@ def train_command(
     sets: list[str] = typer.Option([], "--set", help="Override any config value: --set optim.lr=2e-4 "
                                    "--set model.overrides.model_channels=64 (repeatable; TOML values)."),
     resume: str = typer.Option(
-        "auto", "--resume", help="auto (newest complete checkpoint in --out, else start fresh) | none | PATH."),
+        "auto", "--resume", help="auto (newest readable checkpoint in --out; refuses if all are damaged; fresh if there is none) "
+        "| none (fresh start, overwrites) | PATH."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Start N local processes through torchrun's elastic agent "
                               "(one per GPU). Under torchrun leave it at 1."),
     shortcuts=Overrides("avbench.train.config:TrainConfig", SHORTCUTS),
@@ -87,7 +88,8 @@ def train_command(
         typer.echo(_PREEMPTED.format(sig=result["signal"], ckpt=result["checkpoint"]), err=True)
         raise typer.Exit(code=128 + int(result["signal"] or 15))
     typer.echo(f"trained to step {result['step']}; checkpoint {result['checkpoint']}; sampling checkpoint "
-               f"{Path(out) / 'model.pt'} ({result['nonfinite_skipped']} non-finite steps skipped)")
+               f"{Path(out) / 'model.pt'} ({result['nonfinite_skipped']} non-finite steps skipped, "
+               f"{result.get('overflow_skipped', 0)} fp16 overflow steps skipped)")
 
 
 def _for(command: str):

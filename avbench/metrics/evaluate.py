@@ -229,7 +229,7 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     if i3d is not None:
         x, y = gen.i3d, ref_feats["i3d"]
         weights_info = {"weights": fvd_profile.weights, "weights_file": i3d.weights_file, "weights_sha256": i3d.sha256,
-                        "n_generated": int(len(x)), "n_reference": int(len(y))}
+                        "weights_check": i3d.weights_check, "n_generated": int(len(x)), "n_reference": int(len(y))}
         if cfg.fvd:
             _check_counts("fvd", len(x), len(y), x.shape[1], cfg, warnings, overrides)
             fd = lambda a, b: frechet_distance(feature_stats(a, fvd_profile.ddof), feature_stats(b, fvd_profile.ddof), fvd_profile.sqrt)  # noqa: E731
@@ -247,7 +247,8 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         fd = lambda a, b: frechet_distance(feature_stats(a, fad_profile.ddof), feature_stats(b, fad_profile.ddof), fad_profile.sqrt)  # noqa: E731
         scores["fad"] = fd(x, y)
         protocols["fad"] = {"profile": fad_profile.to_dict(), "weights": "vggish", "weights_file": vgg.weights_file,
-                            "weights_sha256": vgg.sha256, "random_weights": vgg.random,
+                            "weights_sha256": vgg.sha256, "weights_check": vgg.weights_check,
+                            "random_weights": vgg.random,
                             "n_generated_examples": int(len(x)), "n_reference_examples": int(len(y)), "ci95": ci(x, y, fd)}
         if vgg.random:
             warnings.append("fad: VGGish ran with SEEDED RANDOM weights (no vggish-10086976.pth); not comparable to published FAD")

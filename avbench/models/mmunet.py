@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.nn as nn
 
+from avbench.errors import ModelConfigError
+
 from .attention import BACKENDS
 from .layers import timestep_embedding, zero_module
 from .mm_blocks import AudioConv, CrossAttentionBlock, InitialBlock, MMNorm, MMResBlock, VideoPointwise
@@ -80,25 +82,25 @@ class MMUNetConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown MMUNetConfig fields {unknown}")
+            raise ModelConfigError(f"unknown MMUNetConfig fields {unknown}")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
     def validate(self) -> None:
         f, _, h, w = self.video_size
         levels = len(self.channel_mult)
         if self.attention_backend not in BACKENDS:
-            raise ValueError(f"attention_backend must be one of {BACKENDS}, got {self.attention_backend!r}")
+            raise ModelConfigError(f"attention_backend must be one of {BACKENDS}, got {self.attention_backend!r}")
         if len(self.cross_attention_windows) != len(self.cross_attention_resolutions):
-            raise ValueError("cross_attention_windows needs one window per cross_attention_resolutions entry")
+            raise ModelConfigError("cross_attention_windows needs one window per cross_attention_resolutions entry")
         if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
-            raise ValueError(f"video {h}x{w} is not divisible by 2**{levels - 1} (channel_mult has {levels} levels)")
+            raise ModelConfigError(f"video {h}x{w} is not divisible by 2**{levels - 1} (channel_mult has {levels} levels)")
         if self.audio_size[1] % (4 ** (levels - 1) * f):
-            raise ValueError(f"audio length {self.audio_size[1]} must be divisible by 4**{levels - 1} * {f} frames")
+            raise ModelConfigError(f"audio length {self.audio_size[1]} must be divisible by 4**{levels - 1} * {f} frames")
         for m in self.channel_mult:
             if (m * self.model_channels) % self.norm_groups:
-                raise ValueError(f"{m * self.model_channels} channels not divisible by norm_groups={self.norm_groups}")
+                raise ModelConfigError(f"{m * self.model_channels} channels not divisible by norm_groups={self.norm_groups}")
         if self.use_checkpoint not in (False, True, "all", "attention", "selective"):
-            raise ValueError("use_checkpoint must be False, True/'all', 'attention' or 'selective'")
+            raise ModelConfigError("use_checkpoint must be False, True/'all', 'attention' or 'selective'")
 
 
 class _Stage(nn.ModuleList):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avbench.errors import ModelConfigError
 from avbench.models.layers import GroupNorm32, maybe_checkpoint, timestep_embedding, zero_module
 
 
@@ -52,15 +53,15 @@ class SuperResConfig:
 
     def __post_init__(self) -> None:
         if self.attention_order not in ("legacy", "qkv_first"):
-            raise ValueError(f"attention_order must be 'legacy' or 'qkv_first', got {self.attention_order!r}")
+            raise ModelConfigError(f"attention_order must be 'legacy' or 'qkv_first', got {self.attention_order!r}")
         if self.large_size % self.small_size:
-            raise ValueError(f"large_size {self.large_size} is not a multiple of small_size {self.small_size}")
+            raise ModelConfigError(f"large_size {self.large_size} is not a multiple of small_size {self.small_size}")
         if self.large_size % 2 ** (len(self.channel_mult) - 1):
-            raise ValueError(
+            raise ModelConfigError(
                 f"large_size {self.large_size} must be divisible by 2**{len(self.channel_mult) - 1}")
         for mult in self.channel_mult:
             if (mult * self.model_channels) % self.num_groups:
-                raise ValueError(f"channels {mult * self.model_channels} not divisible by {self.num_groups} groups")
+                raise ModelConfigError(f"channels {mult * self.model_channels} not divisible by {self.num_groups} groups")
 
     @property
     def out_channels(self) -> int:
@@ -95,7 +96,7 @@ class SuperResConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown SuperResConfig fields {unknown}; known: {sorted(known)}")
+            raise ModelConfigError(f"unknown SuperResConfig fields {unknown}; known: {sorted(known)}")
         d = dict(d)
         for key in ("channel_mult", "attention_ds"):
             if key in d:
@@ -179,10 +180,10 @@ class AttentionBlock(nn.Module):
         super().__init__()
         if cfg.num_head_channels is not None:
             if channels % cfg.num_head_channels:
-                raise ValueError(f"channels {channels} not divisible by num_head_channels {cfg.num_head_channels}")
+                raise ModelConfigError(f"channels {channels} not divisible by num_head_channels {cfg.num_head_channels}")
             num_heads = channels // cfg.num_head_channels
         if channels % num_heads:
-            raise ValueError(f"channels {channels} not divisible by {num_heads} heads")
+            raise ModelConfigError(f"channels {channels} not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.legacy_order = cfg.attention_order == "legacy"
         self.norm = GroupNorm32(cfg.num_groups, channels)

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from avbench.errors import DataError
+
 
 def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from any tuple of ints/strings (stable across Python runs, unlike hash())."""
@@ -63,7 +65,7 @@ class BatchStream:
                 if self.index == 0:
                     empty_epochs += 1
                     if empty_epochs >= 2:
-                        raise RuntimeError(
+                        raise DataError(
                             f"the training data yielded no batch in epoch {self.epoch}: check --data "
                             "(no readable shards for this split?)"
                         ) from failure

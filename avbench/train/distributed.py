@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from avbench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,7 +36,7 @@ def pick_device(pref: str, local_rank: int) -> torch.device:
     if pref == "cpu" or (pref == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda was asked for but torch sees no CUDA device; use --set train.device=cpu")
+        raise ConfigError("train.device=cuda was asked for but torch sees no CUDA device; use --set train.device=cpu")
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from avbench import checkpoint as fmt
-from avbench.errors import TrainError
+from avbench.errors import ConfigError, TrainError
 from avbench.io import atomic_write_json, atomic_write_text
 from avbench.train import checkpointing as ckpt
 from avbench.train import distributed as D
@@ -341,12 +341,12 @@ def _check_compatible(cfg: TrainConfig, saved: dict[str, Any], path) -> None:
     saved = {**saved, "kind": fmt.canonical_kind(saved.get("kind", "mmunet"), str(path))}
     for section in ("kind", "model", "diffusion"):
         if now[section] != saved.get(section):
-            raise ValueError(f"--resume {path}: the checkpoint was trained with {section} = "
+            raise ConfigError(f"--resume {path}: the checkpoint was trained with {section} = "
                              f"{saved.get(section)!r} but the config now says {now[section]!r}; {fix}")
     saved_data = saved.get("data") or {}
     for key in _SHAPE_KEYS:
         if key in saved_data and now["data"][key] != saved_data[key]:
-            raise ValueError(f"--resume {path}: the checkpoint was trained with data.{key} = {saved_data[key]!r} "
+            raise ConfigError(f"--resume {path}: the checkpoint was trained with data.{key} = {saved_data[key]!r} "
                              f"but the config now says {now['data'][key]!r}; {fix}")
 
 

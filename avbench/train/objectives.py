@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from avbench.diffusion.gaussian import training_loss
 from avbench.diffusion.schedules import DiffusionConfig
+from avbench.errors import ConfigError
 from avbench.models.mmunet import MMUNet, MMUNetConfig
 from avbench.models.superres import SuperResConfig, SuperResUNet
 from avbench.train.config import TrainConfig
@@ -44,16 +45,16 @@ def build_model_config(cfg: TrainConfig):
         Config = SuperResConfig
         shape = {"large_size": cfg.data.size, "small_size": cfg.data.low_res}
     else:
-        raise ValueError(f"unknown training kind {cfg.kind!r}; use 'mmunet' or 'superres'")
+        raise ConfigError(f"unknown training kind {cfg.kind!r}; use 'mmunet' or 'superres'")
     preset = getattr(Config, cfg.model.preset, None)
     if preset is None or not callable(preset) or cfg.model.preset.startswith("_"):
-        raise ValueError(f"[model] preset {cfg.model.preset!r} is not a {Config.__name__} preset "
+        raise ConfigError(f"[model] preset {cfg.model.preset!r} is not a {Config.__name__} preset "
                          "(try seed, fixture_small or tiny)")
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.overrides.items()}
     known = set(Config.__dataclass_fields__)
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"[model.overrides] unknown {Config.__name__} field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"[model.overrides] unknown {Config.__name__} field {unknown[0]!r} (known: {', '.join(sorted(known))})")
     model_cfg = replace(preset(), **{**shape, **overrides})
     if cfg.train.activation_checkpointing:
         model_cfg = replace(model_cfg, use_checkpoint=True) if "use_checkpoint" in known else model_cfg
