@@ -78,7 +78,7 @@ def test_gradient_checkpointing_gives_identical_gradients():
 
 def test_compiles_as_one_graph():
     # aot_eager traces exactly what inductor would compile (fullgraph: no graph breaks) without the
-    # minute of C++ codegen; the inductor speed-up is measured in scripts/bench_superres.py.
+    # minute of C++ codegen; the inductor speed-up is measured by scripts/bench_model.py --model superres --compile model.
     torch._dynamo.reset()
     model = tiny_model().eval()
     x, t, low_res = tiny_inputs(batch=1)
