@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from avbench.cli import app
 from avbench.curate.build import BuildConfig, build_dataset
-from avbench.curate.partition import Partition
 from avbench.curate.lock import read_lock
+from avbench.curate.partition import Partition
 
 
 def _index(root: Path) -> dict:

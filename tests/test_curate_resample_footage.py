@@ -63,7 +63,7 @@ def test_a_5_1_source_keeps_its_level_and_drops_the_lfe(tmp_path):
     mid = audio[rate : 3 * rate]
     spectrum = np.abs(np.fft.rfft(mid * np.hanning(len(mid))))
     freqs = np.fft.rfftfreq(len(mid), 1 / rate)
-    at = lambda f: spectrum[np.argmin(np.abs(freqs - f))]  # noqa: E731
+    at = lambda f: spectrum[np.argmin(np.abs(freqs - f))]
     rms = np.sqrt(np.mean(mid**2))
     want = H * 0.25 / math.sqrt(2)  # the centre at √½; the mean of six channels gave a sixth of it
     assert abs(20 * math.log10(rms / want)) < 0.5, (rms, want)
@@ -103,13 +103,13 @@ def test_a_rotated_source_comes_out_upright(tmp_path):
 # ---- damage, short audio, leftovers --------------------------------------------------------------------
 
 
-def _corrupt_middle(path, seconds: float) -> float:
-    """Zero a stretch of video packets around the middle; returns the first damaged packet's time."""
+def _corrupt(path, t0: float, t1: float = 0.6) -> float:
+    """Zero the video packets of [t0, t0 + t1); returns the first damaged packet's time."""
     data = bytearray(path.read_bytes())
     with av.open(str(path)) as c:
         vs = c.streams.video[0]
         packets = [(float(p.pts * p.time_base), p.pos, p.size) for p in c.demux(vs) if p.pts is not None and p.pos]
-    hit = [p for p in packets if seconds * 0.5 <= p[0] < seconds * 0.5 + 0.6]
+    hit = [p for p in packets if t0 <= p[0] < t0 + t1]
     for _, pos, size in hit:
         data[pos + 4 : pos + size] = bytes(size - 4)  # keep the NAL length, lose the slice data
     path.write_bytes(bytes(data))
@@ -121,7 +121,7 @@ def test_a_corrupt_packet_keeps_the_clips_before_it(tmp_path):
 
     root = tmp_path / "root"
     src = write_source(tmp_path / "c.mp4", 12.0, picture=scene_picture(160, 90, scene_s=2.0), sound=tone())
-    damaged_at = _corrupt_middle(src, 12.0)
+    damaged_at = _corrupt(src, 6.0)
     add_record(root, "dmg", src, 12.0)
     spec = _spec(max_clip_s=2.0, min_clip_s=1.6)
     assert scene_cut_sources(spec, root, SceneCutConfig(workers=1, progress=False)).failed == 0
@@ -136,6 +136,22 @@ def test_a_corrupt_packet_keeps_the_clips_before_it(tmp_path):
     stats = json.loads((root / "shards" / "stats.json").read_text())
     assert stats["sources"]["partial"] == {"dmg": meta["damage_at_s"]}
     assert sum(shards.samples.values()) == sum(c["keep"] for c in meta["clips"]) > 0
+
+
+def test_damage_before_the_first_clip_fails_the_source_naming_the_users_file(tmp_path):
+    from avbench.curate.build import BuildConfig, build_dataset
+
+    media = tmp_path / "media"
+    media.mkdir()
+    src = write_source(media / "my concert.mp4", 6.0, picture=scene_picture(160, 90), sound=tone())
+    _corrupt(src, 0.8, 0.6)  # after the first pictures (the download probe decodes those), before 1.6 s
+    spec = tmp_path / "d.toml"
+    spec.write_text('name = "d"\ndescription = "damaged"\ntarget_hours = 0.01\n[[sources]]\nkind = "file"\n'
+                    'paths = ["media/my concert.mp4"]\n[clip]\nskip_start_s = 0.0\n[output]\nsizes = [32]\n')
+    summary = build_dataset(BuildConfig(spec=str(spec), root=tmp_path / "root", workers=1, progress=False))
+    (sid, reason), = summary.failures["resample"].items()
+    assert "corrupt data" in reason and "no clip ends before it" in reason
+    assert "my concert.mp4" in reason and sid in reason  # the user's file, not only sources/<sha256>.mp4
 
 
 def test_finished_clips_are_written_when_the_audio_ended_early(tmp_path):
@@ -191,7 +207,7 @@ print("done", len(cuts))
 def test_scene_cut_then_resample_in_one_process_prints_no_encoder_log(tmp_path):
     src = write_source(tmp_path / "q.mp4", 4.0, picture=scene_picture(160, 90), sound=tone())
     run = subprocess.run([sys.executable, "-c", _ONE_PROCESS, str(src), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)  # fd-level: libav writes to fd 2
+                         capture_output=True, text=True, timeout=120, check=False)  # fd-level: libav writes to fd 2
     assert run.returncode == 0, run.stderr
     assert "done" in run.stdout
     assert "libx264" not in run.stderr and "x264" not in run.stderr, run.stderr[:2000]

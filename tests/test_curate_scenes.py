@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from support.synthroot import add_synthetic
 
-from avbench.curate.scenes import (SceneCutConfig, apply_clip_policy, read_scenes, read_scenes_meta,
-                                   scene_cut_sources, scenes_path)
+from avbench.curate.scenes import (
+    SceneCutConfig,
+    apply_clip_policy,
+    read_scenes,
+    read_scenes_meta,
+    scene_cut_sources,
+    scenes_path,
+)
 from avbench.curate.spec import ClipPolicy, DatasetSpec, SceneDetection, SyntheticSource
 
 

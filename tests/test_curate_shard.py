@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from support.shardkit import encode_clip_flac, make_root
 
 from avbench.curate.shard import ShardConfig, load_index, shard_dataset
 from avbench.curate.spec import SplitPolicy, parse_spec
 from avbench.curate.split import assign_split
-from support.shardkit import encode_clip_flac, make_root
 
 SOURCES = {f"synth-3-{i}": [17, 24] for i in range(8)}
 
@@ -191,3 +191,19 @@ def test_shard_command(clip_root, tmp_path):
     (root / "clips" / "synth-3-1" / "synth-3-1_00002000.32.mp4").unlink()
     res = CliRunner().invoke(app, ["shard", str(spec), "--root", str(root), "--no-progress"])
     assert res.exit_code == 1 and "synth-3-1_00002000" in res.output and "rerun resample" in res.output
+
+
+def test_the_shard_stage_removes_the_temp_files_a_kill_left(clip_root, tmp_path):
+    from avbench.curate.shard import ShardStage
+    from avbench.curate.stage import run_stage
+
+    root = Path(shutil.copytree(clip_root, tmp_path / "r"))
+    leftovers = [root / "shards" / "32" / "train" / ".tmp-train-32-000000.tar.k9x.tar",
+                 root / "shards" / ".tmp-index.json.p2q.json"]
+    for p in leftovers:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"partial")
+    summary = run_stage(ShardStage(_spec()), root, workers=1, progress=False)
+    assert summary.done == 1 and summary.results["shards"]["shards"] >= 1
+    assert not any(p.exists() for p in leftovers)
+    assert load_index(root)["shards"]

@@ -27,7 +27,7 @@ write_mp4(sys.argv[1], to_uint8_frames(video), to_pcm(audio), 10, 16000)
 
 def _x264_options(path) -> str:
     """libx264 writes its full option string into the first picture's SEI."""
-    data = open(path, "rb").read()
+    data = path.read_bytes()
     start = data.index(b"options: ")
     return data[start : data.index(b"\x00", start)].decode("ascii", "replace")
 

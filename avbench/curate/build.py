@@ -93,7 +93,8 @@ class BuildSummary:
             if self.shard.sources_partial:
                 out.append(f"{len(self.shard.sources_partial)} source(s) partial (damaged; clips before the "
                            "damage kept): see shards/stats.json")
-        out.append(f"{self.failed} source(s) failed" + (": see failures/ and records/ under the root" if self.failed else ""))
+        where = ": see failures/ and records/ under the root" if self.failed else ""
+        out.append(f"{self.failed} source(s) failed{where}")
         if self.nothing_built:
             if self.sources == 0:
                 out.append("nothing was built: the spec has no sources")

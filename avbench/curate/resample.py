@@ -45,13 +45,13 @@ from typing import Any
 import numpy as np
 
 from avbench.curate.audiotrack import SOXR_QUALITY, AudioTrack
-from avbench.curate.records import ready_sources
 from avbench.curate.filters import evaluate_filters
 from avbench.curate.partition import Partition
 from avbench.curate.pictures import display_rotation, fit_square, upright
+from avbench.curate.records import ready_sources
 from avbench.curate.scenes import scenes_path
 from avbench.curate.spec import DatasetSpec, Filters, OutputFormat
-from avbench.curate.stage import Job, StageSummary, failure_path, run_stage
+from avbench.curate.stage import Job, StageSummary, failure_path, run_stage, source_label
 from avbench.errors import SourceFailure
 from avbench.io import atomic_write_json
 from avbench.media import H264, write_flac, write_mp4
@@ -147,7 +147,7 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
         container = av.open(str(path))
     except av.error.FFmpegError as e:
         raise SourceFailure("permanent", f"{label}: cannot be opened ({e.strerror or e}); "
-                            "the file is damaged, re-download it") from None
+                            "the file is damaged, re-download (or replace) it") from None
 
     def pictures(frame_id: int, frame) -> dict[int, np.ndarray]:
         nonlocal cache
@@ -237,24 +237,26 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
         video_end = _declared_end(vs, container, v0)
 
     if last_t is None:
-        raise SourceFailure("permanent", f"{label}: no video frame could be decoded; re-download the source")
+        raise SourceFailure("permanent", f"{label}: no video frame could be decoded; "
+                            "re-download (or replace) the source")
     if damage_at is None:
         if video_end is not None and float(last_t) < video_end - 1.0:
             raise SourceFailure("permanent", f"{label}: truncated, video decodes to {float(last_t):.2f} s of "
-                                f"{video_end:.2f} s declared; re-download the source")
+                                f"{video_end:.2f} s declared; re-download (or replace) the source")
         if audio.started_at is None:
             raise SourceFailure("permanent", f"{label}: the audio stream has no decodable samples; "
                                 "re-download it with audio")
         decoded_audio_end = float(audio.origin) + audio.next_in / max(audio.in_rate, 1)
         if audio_declared_end is not None and decoded_audio_end < audio_declared_end - AUDIO_END_SLACK_S:
             raise SourceFailure("permanent", f"{label}: truncated, audio decodes to {decoded_audio_end:.2f} s of "
-                                f"{audio_declared_end:.2f} s declared; re-download the source")
+                                f"{audio_declared_end:.2f} s declared; re-download (or replace) the source")
         # Targets past the last frame (within the last frame's duration) hold the last frame.
         fill_until(None)
     flush(final=True)
     if damage_at is not None and not written:
         raise SourceFailure("permanent", f"{label}: corrupt data, {decode_errors} packet(s) could not be decoded "
-                            f"(first near t={damage_at:.2f} s) and no clip ends before it; re-download the source")
+                            f"(first near t={damage_at:.2f} s) and no clip ends before it; "
+                            "re-download (or replace) the source")
     return {"clips": sorted(written, key=lambda c: c["clip_index"]), "video_start_s": float(v0),
             "audio_start_s": audio.started_at, "audio_gaps": audio.gaps,
             "status": "partial" if damage_at is not None else "complete",
@@ -368,7 +370,7 @@ class ResampleStage:
             sid = rec["source_id"]
             clip_dir = clips_dir(root, sid)
             upstream = not scenes_path(root, sid).exists() and failure_path(root, "scene-cut", sid).exists()
-            arg = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", scenes_path(root, sid), clip_dir,
+            arg = _Job(sid, root / rec["path"], source_label(rec), scenes_path(root, sid), clip_dir,
                        self.output, self.filters, rec.get("sha256"))
             out.append(Job(sid, (clip_dir / "clips.json").exists(), arg, upstream_failed=upstream))
         return out

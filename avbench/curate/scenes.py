@@ -19,10 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from avbench.curate.records import ready_sources
 from avbench.curate.partition import Partition
+from avbench.curate.records import ready_sources
 from avbench.curate.spec import ClipPolicy, DatasetSpec, SceneDetection
-from avbench.curate.stage import Job, StageSummary, run_stage
+from avbench.curate.stage import Job, StageSummary, run_stage, source_label
 from avbench.errors import ConfigError, SourceFailure
 from avbench.io import atomic_path
 
@@ -89,7 +89,8 @@ def detect_cuts(path: str | Path, det: SceneDetection) -> tuple[list[float], flo
     manager.detect_scenes(video=video)
     scenes = manager.get_scene_list(start_in_scene=True)
     if not scenes:
-        raise SourceFailure("permanent", f"{path}: no video frames could be decoded; the file is damaged, re-download it")
+        raise SourceFailure("permanent", f"{path}: no video frames could be decoded; the file is damaged, "
+                            "re-download (or replace) it")
     end = float(scenes[-1][1].seconds)
     # The flash filter can report a "cut" at the very last frame when the stream ends; a scene shorter
     # than the minimum scene length is not a scene.
@@ -134,7 +135,7 @@ def check_source(path: Path, label: str) -> float:
             duration = float(v.duration * v.time_base) if v.duration else (container.duration or 0) / 1e6
     except av.error.FFmpegError as e:
         raise SourceFailure("permanent", f"{label}: cannot be opened ({e.strerror or e}); "
-                          "the file is damaged, re-download it") from None
+                          "the file is damaged, re-download (or replace) it") from None
     return duration
 
 
@@ -222,7 +223,7 @@ class SceneCutStage:
             sid = rec["source_id"]
             path = scenes_path(root, sid)
             keep = tuple((float(a), float(b)) for a, b in rec["ranges"]) if rec.get("ranges") else None
-            arg = _Job(sid, root / rec["path"], f"{rec['path']} ({sid})", path, self.detection, self.clip, keep)
+            arg = _Job(sid, root / rec["path"], source_label(rec), path, self.detection, self.clip, keep)
             out.append(Job(sid, path.exists(), arg))
         return out
 

@@ -19,7 +19,7 @@ import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from rich.progress import Progress
 
@@ -91,6 +91,14 @@ class StageSummary:
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def source_label(rec: Mapping[str, Any]) -> str:
+    """How failure lines name a source: the user's file for local files (not the cache's
+    `sources/<sha256>.mp4`), else its URL, then the source id and the cached copy."""
+    where = (rec.get("paths") or [None])[0] if rec.get("kind") == "file" else rec.get("url")
+    cached = rec.get("path")
+    return f"{where} ({rec['source_id']}, {cached})" if where else f"{cached} ({rec['source_id']})"
 
 
 def failure_path(root: Path, stage: str, source_id: str) -> Path:
