@@ -105,17 +105,6 @@ def shard_cmd(
         raise typer.Exit(EXIT_FAILED)
 
 
-def build_exit_code(summary, strict: bool) -> int:
-    """1 when nothing was built (every source of the slice failed, or no shard was written), or, under
-    --strict, when any source failed; 0 otherwise (failures are listed, the build goes on)."""
-    total = summary.stages.get("download", {}).get("total", 0)
-    if total and summary.failed >= total:
-        return EXIT_FAILED
-    if summary.shard is not None and not summary.shard.shards:
-        return EXIT_FAILED
-    return EXIT_FAILED if strict and summary.failed else EXIT_OK
-
-
 def build_cmd(
     cfg=Config("avbench.curate.build:BuildConfig", arguments=("spec",)),
     strict: bool = typer.Option(False, "--strict/--no-strict", metavar="", help="Exit 1 when any source failed "
@@ -125,7 +114,8 @@ def build_cmd(
 
     Every stage skips sources whose completion marker exists, so rerunning after a crash or `kill -9`
     finishes the job with the same bytes. Failed sources are listed with their reason; the build goes on.
-    Exit code: 0 ok, 1 nothing was built (every source failed, or no shard) or, with --strict, any failure.
+    Exit code: 0 ok, 1 nothing was built (every source failed, or no shard) or, with --strict, any failure,
+    3 transient failures remain (rerun to retry them).
     """
     from avbench.curate.build import build_dataset
 
@@ -135,4 +125,4 @@ def build_cmd(
             typer.secho(f"failed {stage} {source_id}: {reason}", fg=typer.colors.RED, err=True)
     for line in summary.lines():
         typer.echo(line)
-    raise typer.Exit(build_exit_code(summary, strict))
+    raise typer.Exit(summary.exit_code(strict))
