@@ -28,7 +28,8 @@ def seeded_noise(seed: int):
 
 
 def test_each_sampler_carries_its_defaults():
-    want = {"ddpm": (1000, "linspace"), "ddim": (50, "linspace"), "dpmpp-2m": (20, "logsnr"), "dpmpp-3s": (20, "logsnr")}
+    want = {"ddpm": (1000, "linspace"), "ddim": (50, "linspace"), "dpmpp-2m": (20, "logsnr"), "dpmpp-3s": (20, "logsnr"),
+            "dpm-solver-3s": (20, "dpm-logsnr")}
     assert set(SAMPLERS) == set(want)
     for name, (steps, spacing) in want.items():
         plan = resolve_sampler(name, TRAIN)
@@ -40,7 +41,7 @@ def test_each_sampler_carries_its_defaults():
 
 
 def test_bad_names_options_and_steps_are_one_line_sample_errors():
-    with pytest.raises(SampleError, match=r"^--sampler 'euler' is not a sampler; choose one of ddpm, ddim, dpmpp-2m, dpmpp-3s$"):
+    with pytest.raises(SampleError, match=r"^--sampler 'euler' is not a sampler; choose one of ddpm, ddim, dpmpp-2m, dpmpp-3s, dpm-solver-3s$"):
         resolve_sampler("euler", TRAIN, labels={"sampler": "--sampler"})
     with pytest.raises(SampleError, match=r"^--eta does not apply to --sampler dpmpp-3s; dpmpp-3s accepts: no options$"):
         sampler_spec("dpmpp-3s", {"eta": 0.5}, labels={"sampler": "--sampler", "eta": "--eta"})

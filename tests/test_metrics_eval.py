@@ -66,7 +66,9 @@ def test_eval_records_cache_zero_for_identical_sets_and_export(folders, i3d_ckpt
     assert row1["fvd_profile"] == "tf" and row1["fad_random_weights"] == "True"
     assert float(row1["fvd"]) == pytest.approx(r1["scores"]["fvd"], rel=1e-5)
     md = (tmp_path / "lb.md").read_text().splitlines()
-    assert md[0].startswith("| name | fvd") and len(md) == 4
+    assert md[0] == "### No track · protocol avbench"
+    table = [line for line in md if line.startswith("|")]
+    assert table[0].startswith("| name | fvd (avbench) | kvd (avbench) | fad (avbench)") and len(table) == 4
 
 
 def test_too_few_clips_is_an_error_without_override(folders, i3d_ckpt, tmp_path, monkeypatch):

@@ -26,8 +26,7 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε."""
-    ac = _at(schedule.alphas_cumprod, t, x0)
-    return ac.sqrt() * x0 + (1 - ac).sqrt() * noise
+    return _at(schedule.sqrt_alphas_cumprod, t, x0) * x0 + _at(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * noise
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
@@ -95,13 +94,15 @@ def training_loss(
     learned_sigma: bool = False,
     names: Sequence[str] | None = None,
     channel_dim: int = 1,
+    rescale_vb: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Per-sample losses of an ε-prediction model on a joint sample.
 
     `loss` = Σ over modalities of MSE(ε̂, ε) (the seed's MSE(video) + MSE(audio)). With `learned_sigma`
     each model output carries 2C channels on `channel_dim` (ε, then variance values) and the hybrid loss
-    adds the variational-bound term computed with ε̂ frozen, so the VB term only trains the variance;
-    it is rescaled by T/1000 as in improved DDPM. Returns [B] tensors: `loss`, `mse_<name>`, `vb_<name>`.
+    adds the variational-bound term computed with ε̂ frozen, so the VB term only trains the variance.
+    `rescale_vb` multiplies it by T/1000 (improved DDPM's `rescale_learned_sigmas`); the seed's SR training
+    left that flag off (`DiffusionConfig.rescale_vb`). Returns [B] tensors: `loss`, `mse_<name>`, `vb_<name>`.
     """
     x0 = tuple(x0)
     names = tuple(names) if names is not None else tuple(str(i) for i in range(len(x0)))
@@ -115,7 +116,9 @@ def training_loss(
     for name, x, xt, n, o in zip(names, x0, x_t, noise, out):
         if learned_sigma:
             eps, var_values = o.split(x.shape[channel_dim], dim=channel_dim)
-            vb = vb_term(eps.detach(), var_values, x, xt, t, schedule) * (schedule.num_steps / 1000.0)
+            vb = vb_term(eps.detach(), var_values, x, xt, t, schedule)
+            if rescale_vb:
+                vb = vb * (schedule.num_steps / 1000.0)
             terms[f"vb_{name}"] = vb
             total = total + vb
         else:

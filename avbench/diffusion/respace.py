@@ -6,6 +6,9 @@ A sampler run with N steps visits N training timesteps; the schedule is respaced
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from avbench.diffusion.schedules import Schedule
@@ -55,7 +58,7 @@ def _even(start: int, length: int, count: int) -> list[int]:
     return [start + round(i * stride) for i in range(count)]
 
 
-SPACINGS = ("linspace", "logsnr", "leading")
+SPACINGS = ("linspace", "logsnr", "leading", "dpm-logsnr")
 
 
 def logsnr_timesteps(schedule: Schedule, count: int) -> list[int]:
@@ -76,11 +79,46 @@ def logsnr_timesteps(schedule: Schedule, count: int) -> list[int]:
     return picked
 
 
+def _half_log_snr(log_alpha: torch.Tensor) -> torch.Tensor:
+    """λ = log α - log σ from log α (α² + σ² = 1)."""
+    return log_alpha - 0.5 * torch.log(-torch.expm1(2 * log_alpha))
+
+
+def dpm_logsnr(schedule: Schedule, count: int) -> Schedule:
+    """The time grid of the seed's DPM-Solver (LuChengTHU's `NoiseScheduleVP('discrete')` with
+    `skip_type='logSNR'`), as a schedule of `count` steps.
+
+    DPM-Solver treats the training timesteps as the knots of a continuous time: log α is linear in time
+    between them. It takes count + 1 points evenly spaced in λ from the noisiest timestep to the first one
+    (t = 0, not clean data). The model is called at the first `count` points, at the integer part of their
+    continuous time (the original's `.to(torch.int)`); ᾱ there is the continuous one, and the last step
+    lands on ᾱ_0 (`final_alpha_cumprod`), where the solver returns x without a last model call.
+    Integer timesteps may repeat for large counts (several points inside one training step).
+    """
+    T = schedule.num_steps
+    if not 1 <= count <= T:
+        raise ValueError(f"cannot take {count} steps out of {T} training steps")
+    log_alpha = 0.5 * schedule.alphas_cumprod.log()  # decreasing in t
+    lam = _half_log_snr(log_alpha)
+    targets = torch.linspace(float(lam[-1]), float(lam[0]), count + 1, dtype=torch.float64)
+    # λ → log α is exact; log α → continuous time interpolates the knots (log α is decreasing, so flip).
+    target_log_alpha = -0.5 * torch.logaddexp(torch.zeros_like(targets), -2 * targets)
+    times = np.interp(target_log_alpha.numpy(), log_alpha.flip(0).numpy(), np.arange(T - 1, -1, -1, dtype=np.float64))
+    times[0], times[-1] = T - 1, 0.0  # the ends are knots; keep interpolation round-off off the floor below
+    steps_int = [int(math.floor(u)) for u in times[:-1]]
+    ac = torch.exp(2 * target_log_alpha)
+    ac[0], ac[-1] = schedule.alphas_cumprod[-1], schedule.alphas_cumprod[0]
+    calls = ac[:-1].flip(0)  # schedule index 0 = the cleanest call point
+    betas = 1 - calls / torch.cat([torch.ones(1, dtype=torch.float64), calls[:-1]])
+    return Schedule(betas, steps_int[::-1], T, final_alpha_cumprod=float(ac[-1]))
+
+
 def respaced(schedule: Schedule, steps: int | str, spacing: str = "linspace") -> Schedule:
     """The training schedule respaced to `steps` sampling steps.
 
     `spacing`: `linspace` (time-uniform, both ends included), `logsnr` (log-SNR-uniform), `leading`
-    (guided-diffusion's `ddimN` stride grid). A string `steps` is a guided-diffusion spec for
+    (guided-diffusion's `ddimN` stride grid), `dpm-logsnr` (the seed DPM-Solver's continuous grid,
+    `dpm_logsnr`). A string `steps` is a guided-diffusion spec for
     `space_timesteps` and ignores `spacing`.
     """
     if isinstance(steps, str) and not steps.strip().isdigit():
@@ -92,6 +130,8 @@ def respaced(schedule: Schedule, steps: int | str, spacing: str = "linspace") ->
         keep = logsnr_timesteps(schedule, steps)
     elif spacing == "leading":
         keep = space_timesteps(schedule.num_steps, f"ddim{steps}")
+    elif spacing == "dpm-logsnr":
+        return dpm_logsnr(schedule, steps)
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return schedule.respace(keep)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from avbench.diffusion.denoisers import Denoiser, ModelFn, Prediction, denoise
+from avbench.diffusion.denoisers import Denoiser, ModelFn, Prediction, as_prediction, denoise
 from avbench.diffusion.gaussian import learned_log_variance
 from avbench.diffusion.respace import SPACINGS, respaced
 from avbench.diffusion.schedules import Schedule
@@ -38,8 +38,9 @@ NoiseFn = Callable[[Tensors], Tensors]
 Callback = Callable[[int, int], None]
 
 __all__ = [
-    "SAMPLERS", "Prediction", "SamplerPlan", "SamplerSpec", "defaults_text", "gaussian_noise", "resolve_sampler", "sample_ddim",
-    "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_3s", "sampler_spec", "singlestep_orders",
+    "SAMPLERS", "Prediction", "SamplerPlan", "SamplerSpec", "defaults_text", "dpm_solver_orders", "gaussian_noise",
+    "resolve_sampler", "sample_ddim", "sample_ddpm", "sample_dpm_solver_3s", "sample_dpmpp_2m", "sample_dpmpp_3s",
+    "sampler_spec", "singlestep_orders",
 ]
 
 
@@ -241,6 +242,96 @@ def sample_dpmpp_3s(
     return x0_at(x, 0)
 
 
+def dpm_solver_orders(num_steps: int, order: int = 3) -> list[int]:
+    """DPM-Solver's "fast" order schedule for `num_steps` model calls (its `get_orders_for_singlestep_solver`):
+    steps of `order` calls, the remainder spent on one lower-order step at the end (20 → [3]*6 + [2]; a
+    multiple of 3 ends with [2, 1])."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {order}")
+    if order == 1 or num_steps == 0:
+        return [1] * num_steps
+    if order == 2:
+        return [2] * (num_steps // 2) + [1] * (num_steps % 2)
+    k = num_steps // 3 + 1
+    return {0: [3] * (k - 2) + [2, 1], 1: [3] * (k - 1) + [1], 2: [3] * (k - 1) + [2]}[num_steps % 3]
+
+
+@torch.no_grad()
+def sample_dpm_solver_3s(
+    model_fn: ModelFn,
+    x: Sequence[torch.Tensor],
+    schedule: Schedule,
+    *,
+    clip: bool = False,
+    callback: Callback | None = None,
+) -> Tensors:
+    """DPM-Solver (Lu et al. 2022) with the noise prediction, singlestep, order 3: MM-Diffusion's sampler.
+
+    The grid is the schedule's timesteps, noisiest first, down to `schedule.final_alpha_cumprod`. On the
+    seed's grid (`respace.dpm_logsnr`, spacing `dpm-logsnr`) that end is t = 0 and the result is x there,
+    not x̂0: N steps are N model calls grouped by `dpm_solver_orders(N)`. On any other schedule the end is
+    clean data, which no λ-step reaches: the solver runs to the last timestep with N - 1 calls and the
+    last call denoises there (DPM-Solver's `denoise=True`). Intermediate points of each step are grid
+    points, so the model only sees the grid's timesteps. `clip` clamps x̂0 and re-derives ε (off in the seed).
+    """
+    x = tuple(x)
+    n = schedule.num_steps
+    ends_at_data = schedule.final_alpha_cumprod >= 1.0
+    # grid[k]: ᾱ of point k, noisiest first; the last point is where the solver stops
+    grid = [float(v) for v in schedule.alphas_cumprod.flip(0)]
+    grid += [] if ends_at_data else [schedule.final_alpha_cumprod]
+    lam = [0.5 * (math.log(a) - math.log1p(-a)) for a in grid]
+    alpha = [math.sqrt(a) for a in grid]
+    sigma = [math.sqrt(1 - a) for a in grid]
+    calls = 0
+
+    def eps_at(v: Tensors, k: int) -> Tensors:
+        nonlocal calls
+        t = torch.full((v[0].shape[0],), schedule.timesteps[n - 1 - k], dtype=torch.long, device=v[0].device)
+        eps = as_prediction(model_fn(v, t)).eps
+        if len(eps) != len(v):
+            raise ValueError(f"model returned {len(eps)} outputs for {len(v)} inputs")
+        if clip:
+            x0 = tuple(((a - sigma[k] * e) / alpha[k]).clamp(-1, 1) for a, e in zip(v, eps))
+            eps = tuple((a - alpha[k] * b) / sigma[k] for a, b in zip(v, x0))
+        calls += 1
+        if callback:
+            callback(calls, n)
+        return eps
+
+    def first(v: Tensors, s: int, j: int, e_s: Tensors) -> Tensors:
+        """DPM-Solver-1 (DDIM) from point s to point j."""
+        c = sigma[j] * math.expm1(lam[j] - lam[s])
+        return tuple((alpha[j] / alpha[s]) * a - c * e for a, e in zip(v, e_s))
+
+    k = 0
+    for order in dpm_solver_orders(len(grid) - 1, 3):
+        s, t = k, k + order
+        h = lam[t] - lam[s]
+        e_s = eps_at(x, s)
+        if order == 1:
+            x = first(x, s, t, e_s)
+        elif order == 2:
+            r1 = (lam[s + 1] - lam[s]) / h
+            e_1 = eps_at(first(x, s, s + 1, e_s), s + 1)
+            c = (0.5 / r1) * sigma[t] * math.expm1(h)
+            x = tuple(a - c * (b - e) for a, b, e in zip(first(x, s, t, e_s), e_1, e_s))
+        else:
+            r1, r2 = (lam[s + 1] - lam[s]) / h, (lam[s + 2] - lam[s]) / h
+            e_1 = eps_at(first(x, s, s + 1, e_s), s + 1)
+            phi_22 = math.expm1(r2 * h) / (r2 * h) - 1
+            c2 = (r2 / r1) * sigma[s + 2] * phi_22
+            x_2 = tuple(a - c2 * (b - e) for a, b, e in zip(first(x, s, s + 2, e_s), e_1, e_s))
+            e_2 = eps_at(x_2, s + 2)
+            c = (1 / r2) * sigma[t] * (math.expm1(h) / h - 1)
+            x = tuple(a - c * (b - e) for a, b, e in zip(first(x, s, t, e_s), e_2, e_s))
+        k = t
+    if ends_at_data:
+        e = eps_at(x, k)
+        x = tuple((a - sigma[k] * b) / alpha[k] for a, b in zip(x, e))
+    return x
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
     """One sampler and its defaults. `default_steps` None means every training step; `spacing` is the
@@ -266,6 +357,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
     # schedule (docs/sampling.md, "Measured accuracy").
     "dpmpp-2m": SamplerSpec(sample_dpmpp_2m, default_steps=20, spacing="logsnr"),
     "dpmpp-3s": SamplerSpec(sample_dpmpp_3s, default_steps=20, spacing="logsnr"),
+    # MM-Diffusion's own sampler (noise prediction; py_scripts/multimodal_sample_sr.py, sample_fn dpm_solver):
+    # 20 steps on its continuous log-SNR grid, returning x at t = 0.
+    "dpm-solver-3s": SamplerSpec(sample_dpm_solver_3s, default_steps=20, spacing="dpm-logsnr"),
 }
 
 _LABELS = {"sampler": "sampler", "steps": "steps", "spacing": "spacing"}

@@ -47,13 +47,16 @@ class DiffusionConfig:
 
     `variance` is what DDPM sampling uses for σ_t: `fixed_large` (β_t, the MM-Diffusion default),
     `fixed_small` (the posterior variance) or `learned_range` (the model's extra output channels pick a
-    log-variance between the two, as in improved DDPM; the SR model).
+    log-variance between the two, as in improved DDPM; the SR model). `rescale_vb`: the learned-variance
+    loss's VB term was scaled by T/1000 (improved DDPM's `rescale_learned_sigmas`; the seed's SR training
+    did not scale it). Files written before it was recorded read as True, which is what avbench did then.
     """
 
     steps: int = 1000
     schedule: str = "linear"
     parameterization: str = "eps"
     variance: str = "fixed_large"
+    rescale_vb: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -94,7 +97,8 @@ class Schedule:
     for i = 0.
     """
 
-    def __init__(self, betas: torch.Tensor, timesteps: Sequence[int] | None = None, num_train_steps: int | None = None):
+    def __init__(self, betas: torch.Tensor, timesteps: Sequence[int] | None = None, num_train_steps: int | None = None,
+                 final_alpha_cumprod: float = 1.0):
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError("betas must be a 1-D tensor with values in (0, 1]")
@@ -102,6 +106,9 @@ class Schedule:
         self.num_steps = len(betas)
         self.timesteps = list(range(self.num_steps)) if timesteps is None else [int(t) for t in timesteps]
         self.num_train_steps = num_train_steps if num_train_steps is not None else self.num_steps
+        # Where the last step lands: clean data (ᾱ = 1) for every sampler except the seed's DPM-Solver, whose
+        # grid stops at the first training timestep (`respace.dpm_logsnr`); only `sample_dpm_solver_3s` reads it.
+        self.final_alpha_cumprod = float(final_alpha_cumprod)
         alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(alphas, 0)
         self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
@@ -112,6 +119,10 @@ class Schedule:
         self.posterior_log_variance_clipped = torch.log(torch.cat([pv_next.reshape(1), self.posterior_variance[1:]]))
         self.posterior_mean_coef1 = betas * acp.sqrt() / (1 - ac)
         self.posterior_mean_coef2 = (1 - acp) * alphas.sqrt() / (1 - ac)
+        # q_sample's coefficients, taken in float64 and cast only at use: √(1-ᾱ) of a float32 ᾱ is 8e-5 off
+        # at small t, where the original's float64 tables are exact.
+        self.sqrt_alphas_cumprod = ac.sqrt()
+        self.sqrt_one_minus_alphas_cumprod = (1 - ac).sqrt()
 
     def respace(self, use_timesteps: Sequence[int]) -> "Schedule":
         """Keep only `use_timesteps` (training timesteps), with betas recomputed so ᾱ is unchanged there."""

@@ -1,9 +1,11 @@
 """`avbench eval` as a library call: extract features, compute the chosen metrics, write a result record.
 
 Reference features are cached under `<cache>/refstats/` keyed by (source content, split, size, metric,
-profile, weights sha256, clip count, frames) and reused by later runs. The record holds every score with
-its protocol, the sample counts, the weights' sha256, the avbench version and git commit, the dataset spec
-hash and the date.
+profile, eval protocol and its seed, weights sha256, clip count, frames) and reused by later runs. The
+record holds every score with its protocol, the eval protocol (protocols.py: which windows were scored),
+the benchmark track (tracks.py) when one was given, the reference fingerprint, the sample counts, the
+weights' sha256, the avbench version and git commit, the dataset spec hash and the date.
+(About 400 lines: `EvalConfig` alone is ~70, one option per field; the runner stays one readable pass.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as _dt
 import hashlib
 import json
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,20 @@ from avbench.errors import MetricsError
 from avbench.metrics.frechet import bootstrap_ci, feature_stats, frechet_distance
 from avbench.metrics.kvd import polynomial_mmd2
 from avbench.metrics.profiles import FAD_PROFILES, FVD_PROFILES, KVD_PROTOCOL
-from avbench.metrics.sources import content_hash, count_clips, iter_clips, parse_source
+from avbench.metrics.protocols import PROTOCOLS, draw_windows, frechet_mmdiffusion, to_protocol_uint8
+from avbench.metrics.sources import (
+    content_hash,
+    count_clips,
+    iter_clips,
+    iter_windows,
+    list_clips,
+    parse_source,
+    reference_fingerprint,
+)
+from avbench.metrics.tracks import apply_track, track_record
+
+# The EvalConfig flags that select a metric; a track's `metrics` list names these. Add new metrics here.
+METRIC_FLAGS = ("fvd", "kvd", "fad", "clap", "av_align", "memorisation")
 
 
 class EvalError(MetricsError):
@@ -42,11 +57,18 @@ class EvalConfig:
     clap: bool = field(default=False, metadata={
         "help": "CLAP text-audio score (needs samples.json prompts and --clap-model)."})
     av_align: bool = field(default=False, metadata={"help": "AV-Align synchrony score (weight-free)."})
-    fvd_profile: str = field(default="tf", metadata={"help": "FVD protocol: tf | mmdiffusion | styleganv."})
+    fvd_profile: str | None = field(default=None, metadata={
+        "help": "FVD profile: tf | mmdiffusion | styleganv (default: the eval protocol's; avbench: tf)."})
     fad_profile: str = field(default="vggish", metadata={
         "help": "FAD protocol: vggish (0.96 s examples) | google (1 s windows, 0.5 s hop, peak-normalised)."})
-    num_clips: int = field(default=2048, metadata={
-        "help": "Clips per set (protocol: 2048); fewer available → a warning in the record."})
+    num_clips: int | None = field(default=None, metadata={
+        "help": "Clips per set (default: the protocol's or the track's, 2048); fewer available → a warning."})
+    protocol: str | None = field(default=None, metadata={
+        "help": "Eval protocol, which windows are scored: avbench (frame 0 of each clip; default) | "
+                "mmdiffusion (every offset, seeded shuffle, train reference) | styleganv (seeded random window)."})
+    track: str | None = field(default=None, metadata={
+        "help": "Benchmark track (manifests/benchmarks/NAME.toml or a path): fixes reference, protocol, metrics, "
+                "clip count and seed; --reference is then the dataset ROOT (default data/<spec name>)."})
     allow_small: bool = field(default=False, metadata={
         "help": "Allow fewer clips than the feature dimension (recorded as an override)."})
     i3d_weights: str | None = field(default=None, metadata={
@@ -67,6 +89,17 @@ class EvalConfig:
         "help": "Reuse cached reference features (--no-cache recomputes them)."})
     bootstrap: int = field(default=0, metadata={"help": "Bootstrap resamples for 95% intervals (0 = off).", "min": 0})
     seed: int = field(default=0, metadata={"help": "Seed for bootstrap and random VGGish weights."})
+    memorisation: bool = field(default=False, metadata={
+        "help": "Memorisation check: each sample's nearest training clip vs held-out clips' (I3D/VGGish); "
+                "writes <name>.memorisation.png next to the record."})
+    memorisation_train: str | None = field(default=None, metadata={
+        "help": "Training clips for --memorisation (default: the train split of --reference's dataset)."})
+    memorisation_heldout: str | None = field(default=None, metadata={
+        "help": "Held-out baseline for --memorisation (default: --reference unless it is train, else DIR:test)."})
+    memorisation_spaces: str = field(default="i3d,vggish", metadata={
+        "help": "Feature spaces of --memorisation: i3d,vggish | i3d | vggish."})
+    memorisation_max_train: int | None = field(default=None, metadata={
+        "help": "Cap on training clips searched by --memorisation (default: all).", "min": 1})
     extra: dict = field(default_factory=dict)  # set by code (tests, scripts), not an option
 
 def git_commit() -> str | None:
@@ -97,12 +130,22 @@ def _load_cached(key: dict) -> tuple[np.ndarray, int] | None:
         return z["features"], int(z["clips"])
 
 
-def _save_cached(key: dict, feats: np.ndarray, clips: int) -> None:
+def _cached_windows(key: dict) -> tuple[list[tuple[str, int]], str] | None:
+    """(the reference windows, fingerprint) stored with cached features, or None (older file)."""
+    with np.load(_cache_file(key)) as z:
+        if "windows" not in z.files:
+            return None
+        return [(k, int(s)) for k, s in json.loads(str(z["windows"]))], str(z["fingerprint"])
+
+
+def _save_cached(key: dict, feats: np.ndarray, clips: int, windows: list | None = None,
+                 fingerprint: str | None = None) -> None:
     from avbench.io import atomic_path
 
+    extra = {} if windows is None else {"windows": np.array(json.dumps(windows)), "fingerprint": np.array(fingerprint)}
     with atomic_path(_cache_file(key), suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, features=feats, clips=clips, key=np.array(json.dumps(key, sort_keys=True)))
+            np.savez(fh, features=feats, clips=clips, key=np.array(json.dumps(key, sort_keys=True)), **extra)
 
 
 def _check_counts(metric: str, n_gen: int, n_ref: int, dim: int, cfg: EvalConfig, warnings: list[str],
@@ -131,8 +174,17 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         extract_features,
     )
 
-    if not any((cfg.fvd, cfg.kvd, cfg.fad, cfg.clap, cfg.av_align)):
-        raise EvalError("no metric selected; pass one or more of --fvd --kvd --fad --clap --av-align")
+    cfg, track, reference_origin = apply_track(cfg, METRIC_FLAGS)
+    if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:
+        raise EvalError(f"unknown eval protocol {cfg.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    protocol = PROTOCOLS[cfg.protocol or "avbench"]
+    if protocol.fvd_profile and cfg.fvd_profile not in (None, protocol.fvd_profile):
+        raise EvalError(f"--protocol {protocol.name} fixes the FVD profile {protocol.fvd_profile!r}; "
+                        f"drop --fvd-profile {cfg.fvd_profile}")
+    cfg = replace(cfg, protocol=protocol.name, fvd_profile=cfg.fvd_profile or protocol.fvd_profile or "tf",
+                  num_clips=cfg.num_clips or protocol.clip_count)
+    if not any((cfg.fvd, cfg.kvd, cfg.fad, cfg.clap, cfg.av_align, cfg.memorisation)):
+        raise EvalError("no metric selected; pass one or more of --fvd --kvd --fad --clap --av-align --memorisation")
     needs_ref = cfg.fvd or cfg.kvd or cfg.fad
     if needs_ref and not cfg.reference:
         raise EvalError("--fvd/--kvd/--fad compare against a reference: pass --reference DIR:test or a folder")
@@ -161,6 +213,33 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     warnings: list[str] = []
     overrides: dict = {}
     errors: list[str] = []
+    protocol_record = protocol.record(cfg.seed, cfg.num_clips)
+    if cfg.num_clips != protocol.clip_count:
+        overrides["num_clips"] = cfg.num_clips
+    if reference is not None and protocol.reference_split:
+        if reference.kind == "dataset" and reference.split != protocol.reference_split:
+            raise EvalError(f"--protocol {protocol.name} takes its reference from the {protocol.reference_split!r} "
+                            f"split; pass --reference {reference.path}:{protocol.reference_split}")
+        if reference.kind != "dataset":
+            warnings.append(f"protocol {protocol.name}: the reference is a folder, so avbench cannot check that it "
+                            f"holds the {protocol.reference_split!r} split the protocol scores against")
+
+    def clip_stream(src, *, want_video: bool, want_audio: bool, used: list | None = None):
+        """The clips the eval protocol scores from `src`, frames as its evaluator hands them to I3D;
+        `used` collects their (key, window start)."""
+        if protocol.window == "first":
+            stream = iter_clips(src, frames, want_video=want_video, want_audio=want_audio, limit=cfg.num_clips,
+                                errors=errors, workers=cfg.workers)
+        else:
+            windows = draw_windows(protocol, list_clips(src), cfg.seed, cfg.num_clips)
+            stream = iter_windows(src, windows, frames, want_video=want_video, want_audio=want_audio, errors=errors,
+                                  workers=cfg.workers)
+        for clip in stream:
+            if used is not None:
+                used.append((clip.key, clip.start))
+            if clip.frames is not None:
+                clip.frames = to_protocol_uint8(clip.frames, protocol)
+            yield clip
 
     # ---- generated samples (AV-Align and CLAP look at the raw media once, during the same pass) ----
     def keep(clip):
@@ -177,8 +256,7 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     need_audio = bool(vgg) or cfg.av_align or cfg.clap
     task = progress.add_task("generated", total=min(cfg.num_clips, count_clips(samples) or cfg.num_clips)) if progress else None
     gen = extract_features(
-        iter_clips(samples, frames, want_video=need_video, want_audio=need_audio, limit=cfg.num_clips, errors=errors,
-                   workers=cfg.workers),
+        clip_stream(samples, want_video=need_video, want_audio=need_audio),
         i3d=i3d, vgg=vgg, batch_size=cfg.batch_size, progress=progress, task=task,
         keep=keep if (cfg.av_align or cfg.clap) else None,
     )
@@ -189,9 +267,12 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     ref_feats: dict[str, np.ndarray] = {}
     ref_clips: dict[str, int] = {}
     reference_cache = None
+    ref_windows: list | None = None  # (key, start) of the reference windows scored
+    fingerprint = None
     if reference is not None:
+        # format 3: keyed by the eval protocol; stores the windows used and the reference fingerprint
         base_key = {"source": content_hash(reference), "kind": reference.kind, "clip_count": cfg.num_clips,
-                    "frames": frames, "format": 2}  # 2: peak normalisation, 64-px letterbox and resize fixed
+                    "frames": frames, "protocol": protocol_record, "format": 3}
         keys = {}
         if i3d is not None:
             keys["i3d"] = {**base_key, "metric": "i3d", "profile": fvd_profile.to_dict(), "weights_sha256": i3d.sha256}
@@ -201,21 +282,26 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
             cached = _load_cached(key) if cfg.use_cache else None
             if cached is not None:
                 ref_feats[metric], ref_clips[metric] = cached
+                ref_windows, fingerprint = _cached_windows(key) or (ref_windows, fingerprint)
         missing = [m for m in keys if m not in ref_feats]
         if missing:
             rtask = progress.add_task("reference", total=min(cfg.num_clips, count_clips(reference) or cfg.num_clips)) if progress else None
+            used: list[tuple[str, int]] = []
             ref = extract_features(
-                iter_clips(reference, frames, want_video="i3d" in missing, want_audio="vggish" in missing,
-                           limit=cfg.num_clips, errors=errors, workers=cfg.workers),
+                clip_stream(reference, want_video="i3d" in missing, want_audio="vggish" in missing, used=used),
                 i3d=i3d if "i3d" in missing else None, vgg=vgg if "vggish" in missing else None,
                 batch_size=cfg.batch_size, progress=progress, task=rtask,
             )
+            ref_windows, fingerprint = used, reference_fingerprint(reference, used)
             for m in missing:
                 ref_feats[m] = ref.i3d if m == "i3d" else ref.vggish
                 ref_clips[m] = len(ref.keys)
                 if cfg.use_cache and ref.keys:
-                    _save_cached(keys[m], ref_feats[m], len(ref.keys))
-        reference_cache = "miss" if missing else "hit"
+                    _save_cached(keys[m], ref_feats[m], len(ref.keys), used, fingerprint)
+        reference_cache = ("miss" if missing else "hit") if keys else None
+        if fingerprint is None:  # no metric read the reference (e.g. an AV-Align-only track): draw its windows
+            ref_windows = draw_windows(protocol, list_clips(reference), cfg.seed, cfg.num_clips)
+            fingerprint = reference_fingerprint(reference, ref_windows)
 
     scores: dict = {}
     protocols: dict = {}
@@ -232,15 +318,20 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
                         "weights_check": i3d.weights_check, "n_generated": int(len(x)), "n_reference": int(len(y))}
         if cfg.fvd:
             _check_counts("fvd", len(x), len(y), x.shape[1], cfg, warnings, overrides)
-            fd = lambda a, b: frechet_distance(feature_stats(a, fvd_profile.ddof), feature_stats(b, fvd_profile.ddof), fvd_profile.sqrt)  # noqa: E731
+            if protocol.frechet == "mmdiffusion_float32_svd":
+                fd = frechet_mmdiffusion
+            else:
+                fd = lambda a, b: frechet_distance(feature_stats(a, fvd_profile.ddof), feature_stats(b, fvd_profile.ddof), fvd_profile.sqrt)  # noqa: E731
             scores["fvd"] = fd(x, y)
-            protocols["fvd"] = {"profile": fvd_profile.to_dict(), **weights_info, "ci95": ci(x, y, fd)}
+            protocols["fvd"] = {"profile": fvd_profile.to_dict(), "frechet": protocol.frechet, **weights_info,
+                                "ci95": ci(x, y, fd)}
         if cfg.kvd:
             if min(len(x), len(y)) < 2:
                 raise EvalError("kvd: need at least 2 clips per set")
-            scores["kvd"] = polynomial_mmd2(x, y)
-            protocols["kvd"] = {**KVD_PROTOCOL, "fvd_profile": fvd_profile.name, **weights_info,
-                                "ci95": ci(x, y, polynomial_mmd2)}
+            scores["kvd"] = polynomial_mmd2(x, y, dtype=fvd_profile.kvd_dtype)
+            kvd = lambda a, b: polynomial_mmd2(a, b, dtype=fvd_profile.kvd_dtype)  # noqa: E731
+            protocols["kvd"] = {**KVD_PROTOCOL, "dtype": fvd_profile.kvd_dtype, "fvd_profile": fvd_profile.name,
+                                **weights_info, "ci95": ci(x, y, kvd)}
     if vgg is not None:
         x, y = gen.vggish, ref_feats["vggish"]
         _check_counts("fad", len(x), len(y), x.shape[1], cfg, warnings, overrides)
@@ -271,6 +362,20 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
 
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     name = cfg.name or f"{now:%Y%m%dT%H%M%SZ}-{Path(cfg.samples.rstrip('/')).name}"
+    memorisation = None
+    if cfg.memorisation:
+        from avbench.metrics.memorisation import evaluate_memorisation
+
+        mem_scores, memorisation = evaluate_memorisation(
+            samples=cfg.samples, reference=cfg.reference, train=cfg.memorisation_train,
+            heldout=cfg.memorisation_heldout, spaces=cfg.memorisation_spaces, i3d=i3d, vgg=vgg,
+            make_i3d=lambda: I3DFeatures(fvd_profile, cfg.i3d_weights, device),
+            make_vgg=lambda: VGGishFeatures(cfg.vggish_weights, device, allow_random=cfg.allow_random_vggish,
+                                            seed=cfg.seed, profile=fad_profile),
+            png=Path(cfg.results_dir) / f"{name}.memorisation.png", limit=cfg.num_clips,
+            train_limit=cfg.memorisation_max_train, workers=cfg.workers, batch_size=cfg.batch_size,
+            errors=errors, warnings=warnings, progress=progress)
+        scores.update(mem_scores)
     record = {
         "name": name,
         "date": now.isoformat(),
@@ -280,6 +385,10 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         "samples": samples.describe(),
         "reference": reference.describe() if reference else None,
         "reference_cache": reference_cache,
+        "reference_fingerprint": fingerprint,
+        "reference_windows": len(ref_windows) if ref_windows is not None else None,
+        "protocol": protocol_record,
+        "track": track_record(track, reference, reference_origin, warnings) if track else None,
         "dataset_spec_hash": (reference.meta.get("dataset_spec_hash") if reference else None),
         "warnings": warnings,
         "overrides": overrides,
@@ -289,6 +398,8 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         "device": str(device),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("extra",)},
     }
+    if memorisation is not None:
+        record["memorisation"] = memorisation
     from avbench.io import atomic_write_json
 
     out = Path(cfg.results_dir) / f"{name}.json"

@@ -1,23 +1,36 @@
-"""Leaderboard export: one CSV row per result record (stable columns, protocol included) and Markdown."""
+"""Leaderboard export: one CSV row per result record (stable columns, protocol included) and Markdown tables.
+
+Rows are grouped by benchmark track. Within a track, the reference fingerprint, the eval protocol and
+the track file's sha256 of the majority of its rows (ties: the earliest row's) are the track's; a row
+that differs in any of them is kept but FLAGGED (`flag` column, and a separate "not comparable" table in
+the Markdown), not silently mixed in: a flagged row is still a real result, only not one of that track.
+Records without a track are grouped by eval protocol. Each Markdown table holds one track or one
+protocol, and its score columns carry the protocol name, so numbers of different protocols never
+share a column.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 from avbench.errors import MetricsError
 
+SCORES = ["fvd", "kvd", "fad", "clap", "av_align"]
 COLUMNS = [
-    "name", "date", "fvd", "kvd", "fad", "clap", "av_align",
+    "name", "date", "track", "protocol", *SCORES, "other_scores",
     "fvd_profile", "fvd_resize", "fvd_bn_eps", "fvd_ddof", "fvd_frames", "fvd_weights_sha256",
     "fvd_n_generated", "fvd_n_reference",
     "fad_profile", "fad_resampler", "fad_weights_sha256", "fad_random_weights",
     "fad_n_generated_examples", "fad_n_reference_examples",
-    "samples", "reference", "dataset_spec_hash", "overrides", "warnings", "avbench_version", "git_commit",
+    "samples", "reference", "reference_fingerprint", "track_sha256", "protocol_seed", "flag",
+    "dataset_spec_hash", "overrides", "warnings", "avbench_version", "git_commit",
 ]
-MARKDOWN_COLUMNS = ["name", "fvd", "kvd", "fad", "clap", "av_align", "fvd_profile", "fvd_n_generated", "fad_random_weights", "date"]
+MARKDOWN_TAIL = ["fvd_profile", "fvd_n_generated", "fad_random_weights", "date"]
+DEFAULT_PROTOCOL = "avbench"  # records written before protocols were recorded used this rule
 
 
 def _fmt(v) -> str:
@@ -37,9 +50,13 @@ def record_row(rec: dict) -> dict[str, str]:
     fad = p.get("fad", {})
     fadp = fad.get("profile", {})
     ref = rec.get("reference") or {}
+    track = rec.get("track") or {}
+    proto = rec.get("protocol") or {}
     row = {
         "name": rec.get("name"), "date": rec.get("date"),
-        "fvd": s.get("fvd"), "kvd": s.get("kvd"), "fad": s.get("fad"), "clap": s.get("clap"), "av_align": s.get("av_align"),
+        "track": track.get("name"), "protocol": proto.get("name") or DEFAULT_PROTOCOL,
+        **{k: s.get(k) for k in SCORES},
+        "other_scores": {k: v for k, v in s.items() if k not in SCORES},
         "fvd_profile": prof.get("name") or fvd.get("fvd_profile"), "fvd_resize": prof.get("resize"),
         "fvd_bn_eps": prof.get("bn_eps"), "fvd_ddof": prof.get("ddof"), "fvd_frames": prof.get("frames"),
         "fvd_weights_sha256": fvd.get("weights_sha256"), "fvd_n_generated": fvd.get("n_generated"),
@@ -50,10 +67,36 @@ def record_row(rec: dict) -> dict[str, str]:
         "fad_n_reference_examples": fad.get("n_reference_examples"),
         "samples": (rec.get("samples") or {}).get("path"),
         "reference": ":".join(str(x) for x in (ref.get("path"), ref.get("split")) if x) if ref else None,
+        "reference_fingerprint": rec.get("reference_fingerprint"), "track_sha256": track.get("sha256"),
+        "protocol_seed": proto.get("seed"),
         "dataset_spec_hash": rec.get("dataset_spec_hash"), "overrides": rec.get("overrides"),
         "warnings": rec.get("warnings"), "avbench_version": rec.get("avbench_version"), "git_commit": rec.get("git_commit"),
     }
     return {c: _fmt(row.get(c)) for c in COLUMNS}
+
+
+def _majority(values: list[str]) -> str:
+    counts = Counter(values)
+    best = max(counts.values())
+    return next(v for v in values if counts[v] == best)  # ties: the earliest row's
+
+
+def flag_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Set `flag` on every tracked row whose fingerprint, protocol or track file differs from its track's."""
+    by_track: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        if r["track"]:
+            by_track.setdefault(r["track"], []).append(r)
+    for track, group in by_track.items():
+        for col, what in (("reference_fingerprint", "reference fingerprint"), ("protocol", "protocol"),
+                          ("track_sha256", "track file sha256")):
+            want = _majority([r[col] for r in group])
+            for r in group:
+                if r[col] != want and not r["flag"]:
+                    have = r[col][:12] or "(none)"
+                    r["flag"] = (f"{what} {have} differs from track {track}'s {want[:12] or '(none)'} "
+                                 f"({sum(x[col] == want for x in group)} of {len(group)} rows): not comparable")
+    return rows
 
 
 def load_records(results_dir: str | Path) -> list[dict]:
@@ -74,18 +117,51 @@ def to_csv(rows: list[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(rows: list[dict[str, str]]) -> str:
-    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
+def _cell(v: str) -> str:
+    return v.replace("|", "\\|")
+
+
+def _table(rows: list[dict[str, str]], protocol: str, extra: tuple[str, ...] = ()) -> list[str]:
+    other = sorted({k for r in rows for k in json.loads(r["other_scores"] or "{}")})
+    scores = [c for c in SCORES if any(r[c] for r in rows)] + other
+    head = ["name", *(f"{c} ({protocol})" for c in scores), *MARKDOWN_TAIL, *extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join(r[c].replace("|", "\\|") for c in MARKDOWN_COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+        others = json.loads(r["other_scores"] or "{}")
+        vals = [r["name"], *(r[c] if c in SCORES else _fmt(others.get(c)) for c in scores),
+                *(r[c] for c in MARKDOWN_TAIL), *(r[c] for c in extra)]
+        lines.append("| " + " | ".join(_cell(v) for v in vals) + " |")
+    return lines
+
+
+def to_markdown(rows: list[dict[str, str]]) -> str:
+    """One table per track (flagged rows in their own table below it), then one per protocol for the
+    records without a track."""
+    out: list[str] = []
+    tracks = sorted({r["track"] for r in rows if r["track"]})
+    for track in tracks:
+        group = [r for r in rows if r["track"] == track]
+        good = [r for r in group if not r["flag"]]
+        ref = good[0] if good else group[0]
+        out += [f"### Track {track} · protocol {ref['protocol']} · reference {ref['reference_fingerprint'][:12]}", ""]
+        out += _table(good, ref["protocol"]) if good else ["(no comparable rows)"]
+        flagged = [r for r in group if r["flag"]]
+        for protocol in sorted({r["protocol"] for r in flagged}):
+            out += ["", f"Not comparable with track {track} (flagged), protocol {protocol}:", ""]
+            out += _table([r for r in flagged if r["protocol"] == protocol], protocol, extra=("flag",))
+        out.append("")
+    for protocol in sorted({r["protocol"] for r in rows if not r["track"]}):
+        out += [f"### No track · protocol {protocol}", ""]
+        out += _table([r for r in rows if not r["track"] and r["protocol"] == protocol], protocol)
+        out.append("")
+    return "\n".join(out)
 
 
 def export(results_dir: str | Path, csv_path: str | Path, markdown_path: str | Path | None = None) -> int:
-    """Write the CSV (and the Markdown table); returns the number of rows."""
+    """Write the CSV (and the Markdown tables); returns the number of rows. Flagged rows are written too."""
     from avbench.io import atomic_write_text
 
-    rows = [record_row(r) for r in load_records(results_dir)]
+    rows = flag_rows([record_row(r) for r in load_records(results_dir)])
     atomic_write_text(csv_path, to_csv(rows))
     if markdown_path is not None:
         atomic_write_text(markdown_path, to_markdown(rows))

@@ -1,8 +1,12 @@
 """Where evaluation clips come from: generated-sample folders, folders of mp4s, shard folders, dataset splits.
 
-Every source yields `Clip`s: one window of `frames` frames from the start of each file/clip (uint8 RGB)
-plus the audio that covers exactly those frames (float32 mono at its native rate). One window per clip,
-starting at frame 0, for generated and reference sets alike, so both sides are sampled the same way.
+Every source yields `Clip`s: one window of `frames` frames (uint8 RGB) plus the audio that covers exactly
+those frames (float32 mono at its native rate). `iter_clips` gives one window per clip, starting at frame
+0 (the `avbench` protocol); `iter_windows` gives the windows a clip-drawing protocol chose
+(`protocols.draw_windows` over `list_clips`), read by random access into the files and tars. Generated
+and reference sets are sampled by the same rule. `reference_fingerprint` hashes the clip keys, window
+starts and member bytes a score actually used. (Over 400 lines because the four source kinds share these
+readers; splitting them would scatter one format over two modules.)
 
 Source strings:
 - `DIR:split` or `DIR:split:size` where `DIR/shards/index.json` exists → the dataset split through the
@@ -40,6 +44,7 @@ class Clip:
     sample_rate: int
     fps: float
     prompt: str | None = None
+    start: int = 0  # first frame of the window within its clip
 
 
 @dataclass
@@ -119,8 +124,9 @@ def _to_float(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32)
 
 
-def decode_mp4(data: bytes | Path, frames: int, want_video: bool, want_audio: bool) -> tuple[np.ndarray | None, np.ndarray | None, int, float]:
-    """First `frames` RGB frames and the audio under them (mono mean) from an mp4 file or bytes."""
+def decode_mp4(data: bytes | Path, frames: int, want_video: bool, want_audio: bool,
+               start: int = 0) -> tuple[np.ndarray | None, np.ndarray | None, int, float]:
+    """RGB frames start … start+frames−1 and the audio under them (mono mean) from an mp4 file or bytes."""
     import av
 
     fh = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else str(data)
@@ -130,13 +136,17 @@ def decode_mp4(data: bytes | Path, frames: int, want_video: bool, want_audio: bo
         video = None
         if want_video:
             vs.thread_type = "AUTO"
-            out = []
+            out, seen = [], 0
             for frame in container.decode(vs):
+                seen += 1
+                if seen <= start:
+                    continue
                 out.append(frame.to_ndarray(format="rgb24"))
                 if len(out) == frames:
                     break
             if len(out) < frames:
-                raise SourceError(f"video has {len(out)} frames, fewer than a window of {frames}")
+                where = f" from frame {start}" if start else ""
+                raise SourceError(f"video has {len(out)} frames{where}, fewer than a window of {frames}")
             video = np.stack(out)
         audio, rate = None, 0
         if want_audio:
@@ -146,25 +156,28 @@ def decode_mp4(data: bytes | Path, frames: int, want_video: bool, want_audio: bo
             ast = container.streams.audio[0]
             rate = int(ast.rate)
             need = int(round(frames / fps * rate))
+            offset = int(round(start / fps * rate))
             chunks, have = [], 0
             for af in container.decode(ast):
                 a = _to_float(af.to_ndarray())
                 a = a.reshape(len(af.layout.channels), -1) if af.format.is_planar else a.reshape(-1, len(af.layout.channels)).T
                 chunks.append(a.mean(axis=0))
                 have += chunks[-1].shape[0]
-                if have >= need:
+                if have >= offset + need:
                     break
-            audio = np.concatenate(chunks)[:need] if chunks else np.zeros(0, np.float32)
+            audio = np.concatenate(chunks)[offset:offset + need] if chunks else np.zeros(0, np.float32)
             if len(audio) < need:
                 raise SourceError(f"audio has {len(audio)} samples, need {need} to cover {frames} frames")
     return video, audio, rate, fps
 
 
-def _read_wav(path: Path, seconds: float) -> tuple[np.ndarray, int]:
+def _read_wav(path: Path, seconds: float, start_s: float = 0.0) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     with sf.SoundFile(str(path)) as f:
         need = int(round(seconds * f.samplerate))
+        if start_s:
+            f.seek(int(round(start_s * f.samplerate)))
         a = f.read(need, dtype="float32", always_2d=True)
         rate = f.samplerate
     if a.shape[0] < need:
@@ -299,3 +312,150 @@ def iter_clips(src: Source, frames: int = 16, *, want_video: bool = True, want_a
                 n += 1
         return
     raise SourceError(f"unknown source kind {src.kind!r}")
+
+
+# ---- random access: clip lengths, chosen windows, fingerprints ----------------------------------------
+
+def _tar_members(tar_path: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """key → {ext: (byte offset, size)} of one tar, in member order (read by seeking, not extracting)."""
+    groups: dict[str, dict[str, tuple[int, int]]] = {}
+    with tarfile.open(tar_path) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                key, _, ext = m.name.partition(".")
+                groups.setdefault(key, {})[ext] = (m.offset_data, m.size)
+    return groups
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(size)
+
+
+class _Store:
+    """Where each clip's member files live, so a window can be read (and hashed) by key in any order."""
+
+    def __init__(self, src: Source):
+        self.src = src
+        self.order: list[str] = []
+        self.members: dict[str, dict[str, tuple[Path, int, int]]] = {}  # key → ext → (file, offset, size)
+        self.prompts: dict[str, str | None] = {}
+        self.fps: int | None = None
+        self.rate: int | None = None
+        if src.kind in ("dataset", "shards"):
+            if src.kind == "dataset":
+                from avbench.data.windows import shard_urls
+
+                urls, _, index = shard_urls(src.path, src.size, src.split)
+                tars = [Path(u) for u in urls]
+                self.fps, self.rate = int(index["fps"]), int(index["sample_rate"])
+            else:
+                tars = sorted(src.path.glob("*.tar"))
+            for tar_path in tars:
+                for key, exts in _tar_members(tar_path).items():
+                    self.order.append(key)
+                    self.members[key] = {e: (tar_path, off, size) for e, (off, size) in exts.items()}
+        elif src.kind == "samples":
+            for key, video, wav, prompt in _sample_items(src):
+                self.order.append(key)
+                self.members[key] = {"mp4": (video, 0, -1), **({"wav": (wav, 0, -1)} if wav else {})}
+                self.prompts[key] = prompt
+        elif src.kind == "mp4":
+            for p in sorted(src.path.glob("*.mp4")):
+                self.order.append(p.stem)
+                self.members[p.stem] = {"mp4": (p, 0, -1)}
+        else:
+            raise SourceError(f"unknown source kind {src.kind!r}")
+
+    def read(self, key: str, ext: str) -> bytes:
+        path, offset, size = self.members[key][ext]
+        return path.read_bytes() if size < 0 else _read_at(path, offset, size)
+
+    def frame_count(self, key: str) -> int:
+        exts = self.members[key]
+        if "json" in exts:
+            meta = json.loads(self.read(key, "json"))
+            frames = (meta.get("video") or {}).get("frames") if isinstance(meta, dict) else None
+            if isinstance(frames, int):
+                return frames
+        return _count_frames(self.read(key, "mp4"))
+
+    def window(self, key: str, start: int, frames: int, want_video: bool, want_audio: bool) -> Clip:
+        exts = self.members[key]
+        if self.src.kind == "dataset":
+            from avbench.data.decode import decode_audio_window, decode_video_window
+
+            spf = self.rate // self.fps
+            v = decode_video_window(self.read(key, "mp4"), start, frames, self.fps) if want_video else None
+            a = decode_audio_window(self.read(key, "flac"), start * spf, frames * spf) if want_audio else None
+            return Clip(key, v, a, self.rate, float(self.fps), start=start)
+        audio_member = "flac" if "flac" in exts else "wav" if "wav" in exts else None
+        v, a, rate, fps = decode_mp4(self.read(key, "mp4"), frames, want_video, want_audio and audio_member is None,
+                                     start=start)
+        if want_audio and audio_member is not None:
+            import soundfile as sf
+
+            with sf.SoundFile(io.BytesIO(self.read(key, audio_member))) as f:
+                need = int(round(frames / fps * f.samplerate))
+                f.seek(int(round(start / fps * f.samplerate)))
+                a = f.read(need, dtype="float32", always_2d=True).mean(axis=1)
+                rate = f.samplerate
+            if len(a) < need:
+                raise SourceError(f"audio has {len(a)} samples from frame {start}, need {need}")
+        return Clip(key, v, a, rate, fps, self.prompts.get(key), start=start)
+
+
+def _count_frames(mp4: bytes) -> int:
+    import av
+
+    with av.open(io.BytesIO(mp4)) as container:
+        vs = container.streams.video[0]
+        if vs.frames:
+            return int(vs.frames)
+        return sum(1 for p in container.demux(vs) if p.size)
+
+
+def list_clips(src: Source) -> list[tuple[str, int]]:
+    """(key, frame count) of every clip of the source, in source order (index/tar order, sorted files)."""
+    store = _Store(src)
+    return [(k, store.frame_count(k)) for k in store.order]
+
+
+def iter_windows(src: Source, windows: list[tuple[str, int]], frames: int = 16, *, want_video: bool = True,
+                 want_audio: bool = True, errors: list[str] | None = None, workers: int = 0) -> Iterator[Clip]:
+    """Yield the given (key, start) windows in the given order; unreadable ones are recorded in `errors`
+    (when given) and skipped, as in `iter_clips`."""
+    store = _Store(src)
+
+    def load(w: tuple[str, int]) -> Clip | tuple[str, Exception]:
+        key, start = w
+        try:
+            return store.window(key, start, frames, want_video, want_audio)
+        except Exception as exc:  # noqa: BLE001 - a broken clip is recorded, the rest still count
+            return f"{src.path}:{key}@{start}", exc
+
+    for got in _ordered_parallel(load, windows, workers):
+        if isinstance(got, tuple):
+            if errors is None:
+                raise SourceError(f"{got[0]}: {got[1]}") from got[1]
+            errors.append(f"{got[0]}: {got[1]}")
+            continue
+        yield got
+
+
+def reference_fingerprint(src: Source, used: list[tuple[str, int]]) -> str:
+    """sha256 over the (key, window start) pairs a score used, in order, each with the sha256 of every
+    member file of its clip: two records share it only if they scored the same windows of the same bytes."""
+    store = _Store(src)
+    digests: dict[str, str] = {}
+    h = hashlib.sha256()
+    for key, start in used:
+        if key not in digests:
+            exts = store.members.get(key)
+            if exts is None:
+                raise SourceError(f"{src.path}: clip {key!r} is not in the source any more; the fingerprint "
+                                  "cannot be computed (re-run without the reference cache: --no-cache)")
+            digests[key] = ",".join(f"{e}:{hashlib.sha256(store.read(key, e)).hexdigest()}" for e in sorted(exts))
+        h.update(f"{key}\0{start}\0{digests[key]}\n".encode())
+    return h.hexdigest()

@@ -25,25 +25,32 @@ def resize_bilinear_tf1(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     Source coordinate = dst · (in/out), neighbours ⌊src⌋ and min(⌊src⌋+1, in−1); no antialiasing. This
     differs from torch `interpolate(align_corners=False)`, which samples at (dst+½)·scale−½.
+    The arithmetic follows TF's kernel, because on sharp content its rounding shows: the scale and the
+    source coordinates are float32 (float64 coordinates moved outputs by up to 3e-3 of 255 on noise
+    frames), and each output is lerped along x first, then along y.
     """
 
     def axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        src = torch.arange(n_out, dtype=torch.float64, device=x.device) * (n_in / n_out)
-        lo = src.floor().long().clamp(max=n_in - 1)
+        scale = torch.tensor(n_in, dtype=torch.float32) / torch.tensor(n_out, dtype=torch.float32)
+        src = torch.arange(n_out, dtype=torch.float32, device=x.device) * scale.to(x.device)
+        floor = src.floor()
+        lo = floor.long().clamp(max=n_in - 1)
         hi = (lo + 1).clamp(max=n_in - 1)
-        return lo, hi, (src - lo).to(x.dtype)
+        return lo, hi, (src - floor).to(x.dtype)
 
     y0, y1, fy = axis(x.shape[-2], size[0])
     x0, x1, fx = axis(x.shape[-1], size[1])
-    top = x[..., y0, :] + (x[..., y1, :] - x[..., y0, :]) * fy[:, None]
-    return top[..., x0] + (top[..., x1] - top[..., x0]) * fx
+    rows0, rows1 = x[..., y0, :], x[..., y1, :]
+    top = rows0[..., x0] + (rows0[..., x1] - rows0[..., x0]) * fx
+    bottom = rows1[..., x0] + (rows1[..., x1] - rows1[..., x0]) * fx
+    return top + (bottom - top) * fy[:, None]
 
 
 def squash_tf1(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
     """`tf` profile: whole frame (aspect not kept) → size×size with TF1 bilinear, then 2x/255 − 1."""
     n, t = frames.shape[:2]
     x = resize_bilinear_tf1(_to_nchw(frames), (size, size))
-    return _to_ncthw(x * (2.0 / 255.0) - 1.0, n, t)
+    return _to_ncthw(2.0 * x / 255.0 - 1.0, n, t)  # the FVD example's expression, in its order
 
 
 def short_side_center_crop(frames: torch.Tensor, size: int = 224, mode: str = "bilinear") -> torch.Tensor:

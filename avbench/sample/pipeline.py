@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,20 @@ FORMAT_VERSION = 1
 # Settings that do not change what is generated; a resume may differ in them.
 _NOT_IDENTITY = ("out", "num_samples", "progress", "device")
 
+# The sampling settings a preset may fix, and avbench's own defaults for them (None: the sampler's own).
+_DEFAULTS: dict[str, Any] = {"sampler": "dpmpp-3s", "steps": None, "spacing": None, "clip": True,
+                             "sr_sampler": "ddim", "sr_steps": 25, "sr_spacing": None, "sr_clip": True,
+                             "sr_clamp_low_res": True}
+# Whole sampling recipes. `seed` is MM-Diffusion's (py_scripts/multimodal_sample_sr.py with
+# ssh_scripts/multimodal_sample_sr.sh): its multimodal DPM-Solver (noise prediction, singlestep, order 3,
+# log-SNR, 20 steps) without clipping; SR by guided-diffusion DDIM `ddim25` (timesteps 0, 40, ..., 960)
+# with clip_denoised (the script's default True), on the base output as it comes (not clamped).
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {"sampler": "dpm-solver-3s", "steps": 20, "spacing": "dpm-logsnr", "clip": False,
+             "sr_sampler": "ddim", "sr_steps": 25, "sr_spacing": "leading", "sr_clip": True,
+             "sr_clamp_low_res": False},
+}
+
 
 @dataclass
 class SampleConfig:
@@ -45,19 +59,33 @@ class SampleConfig:
     out: Path = field(metadata={"help": "Output folder: video/<i>.mp4, audio/<i>.wav, samples.json."})
     num_samples: int = field(default=16, metadata={"help": "How many samples.", "min": 1})
     batch_size: int = field(default=4, metadata={"help": "Samples per model call.", "min": 1})
-    sampler: str = field(default="dpmpp-3s", metadata={
-        "help": f"{' | '.join(SAMPLERS)} (dpmpp-3s: DPM-Solver++ singlestep order 3, the seed's)."})
+    preset: str | None = field(default=None, metadata={
+        "help": f"A whole sampling recipe: {' | '.join(PRESETS)} (seed: MM-Diffusion's, dpm-solver-3s 20 steps "
+                "unclipped, SR ddim25 clipped). Options given explicitly override the preset's values."})
+    sampler: str | None = field(default=None, metadata={
+        "help": f"{' | '.join(SAMPLERS)}. Default: the preset's, else dpmpp-3s (DPM-Solver++ singlestep order 3; "
+                "dpm-solver-3s is the seed's noise-prediction DPM-Solver)."})
     steps: int | None = field(default=None, metadata={
         "help": f"Sampling steps (= model calls). Default: the sampler's ({defaults_text('steps')})."})
     spacing: str | None = field(default=None, metadata={
         "help": f"Timesteps visited: {' | '.join(SPACINGS)}. Default: the sampler's ({defaults_text('spacing')})."})
     eta: float = field(default=0.0, metadata={"help": "DDIM η (0 = deterministic); DDIM only."})
-    clip: bool = field(default=True, metadata={"help": "Clamp the denoised estimate to [-1, 1] at every step."})
+    clip: bool | None = field(default=None, metadata={
+        "help": "Clamp the denoised estimate to [-1, 1] at every step. Default: the preset's, else on."})
     seed: int = field(default=0, metadata={"help": "Sample i uses seed + i; the same seed gives the same samples."})
     sr_checkpoint: Path | None = field(default=None, metadata={
         "help": "Super-resolution checkpoint (64→256) applied to every frame."})
-    sr_sampler: str = field(default="ddim", metadata={"help": "Sampler of the super-resolution pass."})
-    sr_steps: int = field(default=25, metadata={"help": "Steps of the super-resolution pass."})
+    sr_sampler: str | None = field(default=None, metadata={
+        "help": "Sampler of the super-resolution pass. Default: the preset's, else ddim."})
+    sr_steps: int | None = field(default=None, metadata={
+        "help": "Steps of the super-resolution pass. Default: the preset's, else 25."})
+    sr_spacing: str | None = field(default=None, metadata={
+        "help": f"Timesteps of the SR pass: {' | '.join(SPACINGS)} (leading: guided-diffusion's ddimN, "
+                "0, 40, ..., 960 for 25). Default: the preset's, else the SR sampler's."})
+    sr_clip: bool | None = field(default=None, metadata={
+        "help": "Clamp the SR pass's denoised estimate to [-1, 1]. Default: the preset's, else on."})
+    sr_clamp_low_res: bool | None = field(default=None, metadata={
+        "help": "Clamp the base frames to [-1, 1] before upsampling. Default: the preset's (seed: off), else on."})
     condition_audio: Path | None = field(default=None, metadata={
         "help": "Folder of .wav/.flac: generate video for this audio (A→V)."})
     condition_video: Path | None = field(default=None, metadata={
@@ -79,12 +107,24 @@ class SampleConfig:
     fps: int = 10  # of the written media; fixed by the model, not an option
     sample_rate: int = 16000
 
+    def resolved(self) -> "SampleConfig":
+        """This config with every sampling setting filled in: given values, then the preset's, then avbench's
+        defaults. What runs and what samples.json records is always the resolved config."""
+        if self.preset is not None and self.preset not in PRESETS:
+            raise SampleError(f"--preset {self.preset!r} is not a sampling preset; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS.get(self.preset or "", {})
+        filled = {k: (getattr(self, k) if getattr(self, k) is not None else preset.get(k, default))
+                  for k, default in _DEFAULTS.items()}
+        return replace(self, **filled)
+
     def validate(self) -> None:
         """Checks that need no checkpoint (the step counts are checked against it in `_plan`)."""
-        sampler_spec(self.sampler, self.sampler_options(), labels=_MAIN_LABELS)
-        sampler_spec(self.sr_sampler, labels=_SR_LABELS)
-        if self.spacing is not None and self.spacing not in SPACINGS:
-            raise SampleError(f"--spacing {self.spacing!r}: choose one of {', '.join(SPACINGS)}")
+        cfg = self.resolved()
+        sampler_spec(cfg.sampler, cfg.sampler_options(), labels=_MAIN_LABELS)
+        sampler_spec(cfg.sr_sampler, labels=_SR_LABELS)
+        for flag, value in (("--spacing", cfg.spacing), ("--sr-spacing", cfg.sr_spacing)):
+            if value is not None and value not in SPACINGS:
+                raise SampleError(f"{flag} {value!r}: choose one of {', '.join(SPACINGS)}")
         if self.num_samples < 1 or self.batch_size < 1:
             raise SampleError("--num-samples and --batch-size must be at least 1")
         if self.condition_audio is not None and self.condition_video is not None:
@@ -101,18 +141,21 @@ class SampleConfig:
 
 
 _MAIN_LABELS = {"sampler": "--sampler", "steps": "--steps", "spacing": "--spacing", "eta": "--eta"}
-_SR_LABELS = {"sampler": "--sr-sampler", "steps": "--sr-steps"}
+_SR_LABELS = {"sampler": "--sr-sampler", "steps": "--sr-steps", "spacing": "--sr-spacing"}
 
 
 def base_sampler_plan(cfg: SampleConfig, train_schedule: Schedule) -> SamplerPlan:
-    """The base model's sampler: the registry's plan for --sampler/--steps/--spacing/--eta."""
+    """The base model's sampler: the registry's plan for --sampler/--steps/--spacing/--eta (after --preset)."""
+    cfg = cfg.resolved()
     return resolve_sampler(cfg.sampler, train_schedule, steps=cfg.steps, spacing=cfg.spacing,
                            options=cfg.sampler_options(), labels=_MAIN_LABELS)
 
 
 def sr_sampler_plan(cfg: SampleConfig, sr_train_schedule: Schedule) -> SamplerPlan:
-    """The super-resolution pass's sampler (--sr-sampler, --sr-steps, its own default spacing)."""
-    return resolve_sampler(cfg.sr_sampler, sr_train_schedule, steps=cfg.sr_steps, labels=_SR_LABELS)
+    """The super-resolution pass's sampler (--sr-sampler, --sr-steps, --sr-spacing, after --preset)."""
+    cfg = cfg.resolved()
+    return resolve_sampler(cfg.sr_sampler, sr_train_schedule, steps=cfg.sr_steps, spacing=cfg.sr_spacing,
+                           labels=_SR_LABELS)
 
 
 @dataclass
@@ -202,18 +245,38 @@ def _conditions(plan: _Plan, cfg: SampleConfig, indices: list[int]) -> tuple[tor
     return torch.stack(values), names, notes
 
 
-def _super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """[F, 3, h, w] → [F, 3, H, W]; one noise image per clip, shared by its frames as in MM-Diffusion."""
+def sample_base(plan: _Plan, cfg: SampleConfig, x: tuple[torch.Tensor, torch.Tensor], model_fn=None, *,
+                noise=None, callback=None) -> tuple[torch.Tensor, ...]:
+    """(video, audio) from the starting noises `x` with the planned sampler and `cfg`'s (resolved) clipping.
+    `model_fn` replaces the plain joint denoiser (conditional sampling)."""
+    cfg = cfg.resolved()
+    model_fn = model_fn or joint_denoiser(plan.model, plan.info["diffusion"]["variance"])
+    kw = {"noise": noise} if noise is not None else {}
+    return plan.sampler.run(model_fn, x, clip=cfg.clip, callback=callback, **kw)
+
+
+def super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, x: torch.Tensor, noise=None) -> torch.Tensor:
+    """Frames [F, 3, h, w] → [F, 3, H, W] from the starting noise `x` ([1, 3, H, W], shared by the frames as
+    in MM-Diffusion); the low-resolution frames are clamped to [-1, 1] first unless `sr_clamp_low_res` is off."""
+    cfg = cfg.resolved()
     sr_model, sr_info, sampler = plan.sr
-    size = sr_model.cfg.large_size
-    low = low.clamp(-1, 1)
-    x = torch.randn((1, 3, size, size), generator=gen).expand(low.shape[0], -1, -1, -1).contiguous().to(low.device)
+    if cfg.sr_clamp_low_res:
+        low = low.clamp(-1, 1)
+    x = x.to(low.device).expand(low.shape[0], -1, -1, -1).contiguous()
     denoiser = superres_denoiser(sr_model, low, sr_info["diffusion"]["variance"])
+    kw = {"noise": noise} if noise is not None else {}
+    return sampler.run(denoiser, (x,), clip=cfg.sr_clip, **kw)[0]
+
+
+def _super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """`super_resolve` with the noise drawn from the clip's own generator."""
+    size = plan.sr[0].cfg.large_size
+    x = torch.randn((1, 3, size, size), generator=gen)
 
     def noise(like):
         return tuple(torch.randn(v.shape, generator=gen, dtype=v.dtype).to(v.device) for v in like)
 
-    return sampler.run(denoiser, (x,), clip=cfg.clip, noise=noise)[0]
+    return super_resolve(plan, cfg, low, x, noise)
 
 
 def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
@@ -231,11 +294,13 @@ def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
         "settings": cfg.to_dict(),
         "checkpoint": plan.info,
         "sr_checkpoint": plan.sr[1] if plan.sr else None,
+        "preset": cfg.preset,
         "sampler": {"name": cfg.sampler, "steps": sched.num_steps, "spacing": plan.sampler.spacing,
                     "timesteps": sched.timesteps, "training_steps": plan.train_schedule.num_steps, "eta": cfg.eta,
                     "clip": cfg.clip},
         "sr_sampler": ({"name": cfg.sr_sampler, "steps": plan.sr[2].steps, "spacing": plan.sr[2].spacing,
-                        "timesteps": plan.sr[2].timesteps, "training_steps": plan.sr[2].schedule.num_train_steps}
+                        "timesteps": plan.sr[2].timesteps, "training_steps": plan.sr[2].schedule.num_train_steps,
+                        "clip": cfg.sr_clip, "clamp_low_res": cfg.sr_clamp_low_res}
                        if plan.sr else None),
         "conditioning": None if plan.known is None else {
             "mode": "audio-to-video" if plan.known == 1 else "video-to-audio",
@@ -254,6 +319,7 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     cfg.validate()
+    cfg = cfg.resolved()
     plan = _plan(cfg)
     out = Path(cfg.out)
     identity = _identity(cfg, plan)
@@ -266,7 +332,6 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
     if L != F_ * cfg.sample_rate // cfg.fps:
         plan.notes.append(f"audio window {L} samples is not {F_} frames at {cfg.fps} fps and {cfg.sample_rate} Hz")
     pending = [i for i in range(cfg.num_samples) if i not in rows]
-    denoiser = joint_denoiser(plan.model, plan.info["diffusion"]["variance"])
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not cfg.progress, transient=True) as progress:
@@ -276,7 +341,7 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
             idx = pending[start:start + cfg.batch_size]
             gens = rng.generators(cfg.seed, idx)
             x = (rng.draw(gens, (F_, C, H, W), device), rng.draw(gens, (1, L), device))
-            model_fn = denoiser
+            model_fn = joint_denoiser(plan.model, plan.info["diffusion"]["variance"])
             cond_names: list[str | None] = [None] * len(idx)
             if plan.known is not None:
                 values, cond_names, notes = _conditions(plan, cfg, idx)
@@ -286,8 +351,8 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
                                                 value=values.to(device), noise=cond_noise,
                                                 guidance_scale=cfg.guidance_scale)
             progress.reset(steps_task, total=plan.sampler.steps)
-            video, audio = plan.sampler.run(model_fn, x, clip=cfg.clip, noise=rng.noise_fn(gens),
-                                            callback=lambda k, n: progress.update(steps_task, completed=k))
+            video, audio = sample_base(plan, cfg, x, model_fn, noise=rng.noise_fn(gens),
+                                       callback=lambda k, n: progress.update(steps_task, completed=k))
             for b, i in enumerate(idx):
                 clip_video = video[b]
                 if plan.sr is not None:

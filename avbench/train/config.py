@@ -47,6 +47,8 @@ class DataSection:
 class DiffusionSection:
     steps: int = 1000
     schedule: Literal["linear", "cosine"] = "linear"
+    # learned-variance (SR) loss: scale the VB term by steps/1000 (improved DDPM); the seed's SR did not
+    rescale_vb: bool = True
 
 
 @dataclass

@@ -32,6 +32,7 @@ def diffusion_config(cfg: TrainConfig) -> DiffusionConfig:
     return DiffusionConfig(
         steps=cfg.diffusion.steps, schedule=cfg.diffusion.schedule,
         variance="learned_range" if cfg.kind == "superres" else "fixed_large",
+        rescale_vb=cfg.diffusion.rescale_vb,
     )
 
 
@@ -158,7 +159,7 @@ class SuperResObjective(Objective):
         high, low = self.frames(batch)
         t = self.sample_t(high.shape[0])
         terms = training_loss(lambda xt, tt: (model(xt[0], tt, low_res=low),), (high,), t, self.schedule,
-                              learned_sigma=True, names=("video",))
+                              learned_sigma=True, names=("video",), rescale_vb=self.diffusion.rescale_vb)
         loss = terms["loss"].mean()
         out = {"loss": loss, "loss_mse": terms["mse_video"].mean(), "loss_vb": terms["vb_video"].mean()}
         out.update(quartile_terms(terms["loss"].detach(), t, self.diffusion.steps, "loss"))
