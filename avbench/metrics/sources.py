@@ -29,6 +29,8 @@ from typing import Iterator
 
 import numpy as np
 
+from avbench import dataset_index
+from avbench.data.windows import shard_urls
 from avbench.errors import MetricsError
 
 
@@ -69,10 +71,10 @@ def parse_source(spec: str) -> Source:
     if not path.exists() and ":" in spec:
         base, _, rest = spec.partition(":")
         split, _, size = rest.partition(":")
-        index_path = Path(base) / "shards" / "index.json"
+        index_path = dataset_index.index_path(base)
         if not index_path.is_file():
             raise SourceError(f"{index_path}: no shard index for dataset source {spec!r}; build the dataset or pass a folder")
-        index = json.loads(index_path.read_text(encoding="utf-8"))
+        index = dataset_index.load_index(base)  # validated: shard paths confined to shards/
         sizes = sorted({int(r["size"]) for r in index["shards"] if r["split"] == split})
         if not sizes:
             raise SourceError(f"{index_path}: no shards for split {split!r}; use one of "
@@ -107,7 +109,7 @@ def content_hash(src: Source) -> str:
 def count_clips(src: Source) -> int | None:
     """How many clips the source holds (for progress bars); None where only reading would tell."""
     if src.kind == "dataset":
-        index = json.loads((src.path / "shards" / "index.json").read_text(encoding="utf-8"))
+        index = dataset_index.load_index(src.path)
         return sum(r["samples"] for r in index["shards"] if r["split"] == src.split and int(r["size"]) == src.size)
     if src.kind == "samples":
         return len(list((src.path / "video").glob("*.mp4")))
@@ -345,8 +347,6 @@ class _Store:
         self.rate: int | None = None
         if src.kind in ("dataset", "shards"):
             if src.kind == "dataset":
-                from avbench.data.windows import shard_urls
-
                 urls, _, index = shard_urls(src.path, src.size, src.split)
                 tars = [Path(u) for u in urls]
                 self.fps, self.rate = int(index["fps"]), int(index["sample_rate"])
