@@ -32,7 +32,9 @@ def leaderboard_export(
     csv_path: str = typer.Option("metrics/leaderboard.csv", "--csv", help="CSV output path."),
     markdown: Optional[str] = typer.Option("metrics/leaderboard.md", "--markdown", help="Markdown table output path."),
 ) -> None:
-    """Export every result record as one CSV row (stable columns, protocol included) and a Markdown table."""
+    """Export every result record as one CSV row (stable columns, protocol and track included) and Markdown
+    tables: one per benchmark track, then one per protocol; rows whose reference fingerprint or protocol
+    differs from their track's are flagged and listed apart as not comparable."""
     from avbench.metrics.leaderboard import export
 
     n = export(results_dir, csv_path, markdown)
