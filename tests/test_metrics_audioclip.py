@@ -237,7 +237,6 @@ def test_mmdiffusion_batches_are_sorted_key_chunks(seeded_file, monkeypatch):
         batches.append(sorted(int(b[0]) for b in batch))
         return np.asarray(batch)[:, :1].repeat(ac.EMBED_DIM, axis=1)
 
-    monkeypatch.setattr(feats, "__call__", record)
     monkeypatch.setattr(extract.AudioCLIPFeatures, "__call__", lambda self, batch: record(batch))
     waves = [np.full(ac.CLIP_SAMPLES, i, np.float32) for i in range(5)]
     keys = ["k3", "k0", "k2", "k1", "k4"]  # sorted: k0,k1 | k2,k3 | k4 → clips (1, 3) | (2, 0) | (4)
@@ -248,3 +247,63 @@ def test_mmdiffusion_batches_are_sorted_key_chunks(seeded_file, monkeypatch):
     order = (2, 0, 4, 3, 1)
     feats.embed([keys[i] for i in order], [waves[i] for i in order])
     assert batches == [[1, 3], [0, 2], [4]]  # the same batch-mates whatever the input order
+
+
+# ---- `avbench eval --fad-audioclip` ----
+
+@pytest.fixture(scope="module")
+def sample_sets(tmp_path_factory):
+    from support.evalkit import make_sample_folder
+
+    root = tmp_path_factory.mktemp("aclip_sets")
+    return make_sample_folder(root / "a", 3, "a"), make_sample_folder(root / "b", 3, "b", seed0=10)
+
+
+def test_eval_without_the_file_is_one_line_offline(no_audioclip_env, sample_sets, tmp_path):
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+    from avbench.errors import EXIT_BAD_INPUT
+
+    a, b = sample_sets
+    res = CliRunner().invoke(app, ["eval", "--samples", str(a), "--reference", str(b), "--fad-audioclip",
+                                   "--results-dir", str(tmp_path / "res")])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == EXIT_BAD_INPUT and len(lines) == 1, res.output
+    for part in ("AudioCLIP-Full-Training.pt", "releases/download/v0.1", "--audioclip-weights", "AVBENCH_AUDIOCLIP_WEIGHTS"):
+        assert part in lines[0]
+
+
+def test_eval_records_fad_audioclip_with_its_profile(seeded_file, sample_sets, tmp_path, one_thread):
+    from avbench.metrics.evaluate import EvalConfig, run_eval
+    from avbench.metrics.frechet import feature_stats, frechet_distance
+    from avbench.metrics.sources import iter_clips, parse_source
+
+    a, b = sample_sets
+    cfg = EvalConfig(samples=str(a), reference=str(b), fad_audioclip=True, audioclip_weights=str(seeded_file),
+                     num_clips=3, allow_small=True,
+                     use_cache=False, results_dir=str(tmp_path / "res"), device="cpu", workers=0)
+    record, _ = run_eval(cfg)
+    assert "fad" not in record["scores"]  # never reported under the VGGish name
+    proto = record["protocols"]["fad_audioclip"]
+    assert proto["profile"]["name"] == "audioclip" and proto["profile"]["scale"] == 10_000.0
+    assert proto["weights_sha256"] == weights.sha256_file(seeded_file) and proto["weights_licence"] == "MIT"
+    # the score is ×10,000 the Fréchet distance of the extractor's embeddings of the clips eval read
+    feats = extract.AudioCLIPFeatures(AUDIOCLIP_PROFILES["audioclip"], seeded_file, torch.device("cpu"))
+
+    def embed(folder):
+        got = extract.extract_features(iter_clips(parse_source(str(folder)), 16, want_video=False, want_audio=True,
+                                                  limit=3, workers=0), i3d=None, vgg=None, aclip=feats)
+        return got.audioclip
+
+    x, y = embed(a), embed(b)
+    want = 10_000.0 * frechet_distance(feature_stats(x, 1), feature_stats(y, 1), "eigh")
+    assert record["scores"]["fad_audioclip"] == pytest.approx(want, rel=1e-9) and want > 0
+    # --protocol mmdiffusion brings the mmdiffusion AudioCLIP profile unless one is named
+    mm, _ = run_eval(EvalConfig(**{**cfg.__dict__, "protocol": "mmdiffusion", "name": "mm"}))
+    assert mm["protocols"]["fad_audioclip"]["profile"]["name"] == "mmdiffusion"
+    assert mm["protocols"]["fad_audioclip"]["profile"]["batch_norm"] == "batch_stats"
+    assert mm["scores"]["fad_audioclip"] != pytest.approx(record["scores"]["fad_audioclip"], rel=1e-3)
+    named, _ = run_eval(EvalConfig(**{**cfg.__dict__, "protocol": "mmdiffusion", "name": "named",
+                                      "fad_audioclip_profile": "audioclip"}))
+    assert named["protocols"]["fad_audioclip"]["profile"]["name"] == "audioclip"

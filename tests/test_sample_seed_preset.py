@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.samplekit import make_mmunet_checkpoint, make_sr_checkpoint
 
 from avbench.models import MMUNet, MMUNetConfig
 from avbench.models.state_dict import seeded_state_dict
 from avbench.models.superres import SuperResConfig, SuperResUNet
 from avbench.sample.pipeline import PRESETS, SampleConfig, plan_sampling, run_sampling, sample_base, super_resolve
-from support.samplekit import make_mmunet_checkpoint, make_sr_checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mmdiffusion_samplers"
 # The original's flags of the two seeded models (fixture README): fixture_small at 8 frames of 32 px, and
@@ -46,13 +46,16 @@ def seed_plan(tmp_path_factory):
     base = MMUNet(MMUNetConfig.fixture_small(video_size=(8, 3, 32, 32), audio_size=(1, 12800)))
     weights, g = seeded_state_dict(base.state_dict(), 1234)
     # The recipe's generator continues into the starting noise: proves the same weights were rebuilt.
-    assert torch.equal(torch.randn(ref["video_T"].shape, generator=g, dtype=torch.float64).float(),
+    # (The original run drew a batch of 2; the fixture keeps the first sample.)
+    assert torch.equal(torch.randn((2, 8, 3, 32, 32), generator=g, dtype=torch.float64).float()[:1],
                        torch.from_numpy(ref["video_T"]))
+    assert torch.equal(torch.randn((2, 1, 12800), generator=g, dtype=torch.float64).float()[:1],
+                       torch.from_numpy(ref["audio_T"]))
     torch.save(weights, work / "base.pt")
     sr = SuperResUNet(SuperResConfig(large_size=64, small_size=32, model_channels=32, num_res_blocks=1,
                                      channel_mult=(1, 2, 3, 4), attention_ds=(8,), num_heads=2))
     sr_weights, g = seeded_state_dict(sr.state_dict(), 4321)
-    assert torch.equal(torch.randn(ref["sr_noise"].shape, generator=g, dtype=torch.float64).float(),
+    assert torch.equal(torch.randn((2, 3, 64, 64), generator=g, dtype=torch.float64).float()[:1],
                        torch.from_numpy(ref["sr_noise"]))
     torch.save(sr_weights, work / "sr.pt")
     (work / "base.json").write_text(json.dumps(BASE_FLAGS))
@@ -67,22 +70,24 @@ def test_base_matches_the_original_dpm_solver(seed_plan):
     cfg, plan, ref = seed_plan
     assert plan.sampler.timesteps[::-1] == ref["base_timesteps"].tolist()
     video, audio = sample_base(plan, cfg, (torch.from_numpy(ref["video_T"]), torch.from_numpy(ref["audio_T"])))
-    want_v, want_a = torch.from_numpy(ref["video_out"]), torch.from_numpy(ref["audio_out"])
-    assert float((video - want_v).abs().max()) <= 1e-4 and float((audio - want_a).abs().max()) <= 1e-4
+    for got, want in ((video, torch.from_numpy(ref["video_out"])), (audio, torch.from_numpy(ref["audio_out"]))):
+        # A random network is no denoiser: unclipped, the solver scales its output up to 1/α_T ≈ 160, so the
+        # samples have std ≈ 180 and the errors are relative (measured 1e-6; one timestep off: 1e-2).
+        assert rel(got, want) <= 1e-4
+        assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
     # Not vacuous: the samples are far from the noise and, unclipped, leave [-1, 1] as the original's do.
-    assert rel(video, torch.from_numpy(ref["video_T"])) > 0.5 and float(want_v.abs().max()) > 1
+    assert rel(video, torch.from_numpy(ref["video_T"])) > 0.5 and float(video.abs().max()) > 1
 
 
 def test_sr_matches_the_original_ddim25(seed_plan):
     cfg, plan, ref = seed_plan
     assert plan.sr[2].timesteps == list(range(0, 1000, 40)) == sorted(ref["sr_timesteps"].tolist())
-    frames = ref["video_out"].shape[1]
-    want = torch.from_numpy(ref["sr_out"])
-    for b in range(ref["video_out"].shape[0]):
-        low = torch.from_numpy(ref["video_out"][b])  # the original's base output, as the original fed it
-        out = super_resolve(plan, cfg, low, torch.from_numpy(ref["sr_noise"][b:b + 1]))
-        assert float((out - want[b * frames:(b + 1) * frames]).abs().max()) <= 1e-4
-    assert float(want.abs().max()) <= 1.0 + 1e-6  # clip_denoised: the last step returns the clipped x̂0
+    want = torch.from_numpy(ref["sr_out"])  # the first two frames of the first clip (frames are independent)
+    low = torch.from_numpy(ref["video_out"][0, :2])  # the original's base output, unclamped, as the original fed it
+    out = super_resolve(plan, cfg, low, torch.from_numpy(ref["sr_noise"]))
+    assert float((out - want).abs().max()) <= 1e-4
+    # clip_denoised: the last step returns the clipped x̂0; frames differ (their low-res inputs do).
+    assert float(want.abs().max()) <= 1.0 + 1e-6 and float((out[0] - out[1]).abs().max()) > 0.1
 
 
 def test_explicit_options_override_the_preset():

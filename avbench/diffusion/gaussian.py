@@ -7,7 +7,7 @@ Per-timestep coefficients come from a `Schedule` and are indexed with the intege
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -105,7 +105,7 @@ def dpm_logsnr(schedule: Schedule, count: int) -> Schedule:
     target_log_alpha = -0.5 * torch.logaddexp(torch.zeros_like(targets), -2 * targets)
     times = np.interp(target_log_alpha.numpy(), log_alpha.flip(0).numpy(), np.arange(T - 1, -1, -1, dtype=np.float64))
     times[0], times[-1] = T - 1, 0.0  # the ends are knots; keep interpolation round-off off the floor below
-    steps_int = [int(math.floor(u)) for u in times[:-1]]
+    steps_int = [math.floor(u) for u in times[:-1]]
     ac = torch.exp(2 * target_log_alpha)
     ac[0], ac[-1] = schedule.alphas_cumprod[-1], schedule.alphas_cumprod[0]
     calls = ac[:-1].flip(0)  # schedule index 0 = the cleanest call point

@@ -7,8 +7,9 @@ clipped log-variances) is derived here once, in float64, so that samplers only r
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -78,14 +79,14 @@ class DiffusionConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DiffusionConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DiffusionConfig:
         known = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in d.items() if k in known})
         if "learned_sigma" in d and bool(d["learned_sigma"]) != cfg.learned_sigma:
             raise ValueError(f"inconsistent diffusion settings: learned_sigma={d['learned_sigma']} but variance={cfg.variance!r}")
         return cfg
 
-    def schedule_obj(self) -> "Schedule":
+    def schedule_obj(self) -> Schedule:
         return Schedule(make_betas(self.schedule, self.steps))
 
 
@@ -124,7 +125,7 @@ class Schedule:
         self.sqrt_alphas_cumprod = ac.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1 - ac).sqrt()
 
-    def respace(self, use_timesteps: Sequence[int]) -> "Schedule":
+    def respace(self, use_timesteps: Sequence[int]) -> Schedule:
         """Keep only `use_timesteps` (training timesteps), with betas recomputed so ᾱ is unchanged there."""
         if self.timesteps != list(range(self.num_steps)):
             raise ValueError("respace a training schedule, not an already respaced one")

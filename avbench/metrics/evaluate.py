@@ -22,7 +22,7 @@ import numpy as np
 from avbench.errors import MetricsError
 from avbench.metrics.frechet import bootstrap_ci, feature_stats, frechet_distance
 from avbench.metrics.kvd import polynomial_mmd2
-from avbench.metrics.profiles import FAD_PROFILES, FVD_PROFILES, KVD_PROTOCOL
+from avbench.metrics.profiles import AUDIOCLIP_PROFILES, FAD_PROFILES, FVD_PROFILES, KVD_PROTOCOL
 from avbench.metrics.protocols import PROTOCOLS, draw_windows, frechet_mmdiffusion, to_protocol_uint8
 from avbench.metrics.sources import (
     content_hash,
@@ -36,7 +36,7 @@ from avbench.metrics.sources import (
 from avbench.metrics.tracks import apply_track, track_record
 
 # The EvalConfig flags that select a metric; a track's `metrics` list names these. Add new metrics here.
-METRIC_FLAGS = ("fvd", "kvd", "fad", "clap", "av_align", "memorisation")
+METRIC_FLAGS = ("fvd", "kvd", "fad", "fad_audioclip", "clap", "av_align", "memorisation")
 
 
 class EvalError(MetricsError):
@@ -54,6 +54,14 @@ class EvalConfig:
     kvd: bool = field(default=False, metadata={
         "help": "Kernel Video Distance (unbiased cubic-polynomial MMD² on I3D logits)."})
     fad: bool = field(default=False, metadata={"help": "Fréchet Audio Distance (VGGish)."})
+    fad_audioclip: bool = field(default=False, metadata={
+        "help": "AudioCLIP-FAD: Fréchet distance of AudioCLIP audio embeddings ×10,000 (MM-Diffusion's \"FAD\"); "
+                "needs AudioCLIP-Full-Training.pt."})
+    fad_audioclip_profile: str | None = field(default=None, metadata={
+        "help": "AudioCLIP-FAD profile: mmdiffusion (its evaluator's train-mode BatchNorm and double scaling) | "
+                "audioclip (corrected); default: mmdiffusion under --protocol mmdiffusion, else audioclip."})
+    audioclip_weights: str | None = field(default=None, metadata={
+        "help": "Local AudioCLIP-Full-Training.pt (AudioCLIP release v0.1); env AVBENCH_AUDIOCLIP_WEIGHTS."})
     clap: bool = field(default=False, metadata={
         "help": "CLAP text-audio score (needs samples.json prompts and --clap-model)."})
     av_align: bool = field(default=False, metadata={"help": "AV-Align synchrony score (weight-free)."})
@@ -168,6 +176,7 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     import torch
 
     from avbench.metrics.extract import (
+        AudioCLIPFeatures,
         I3DFeatures,
         VGGishFeatures,
         default_device,
@@ -183,15 +192,22 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
                         f"drop --fvd-profile {cfg.fvd_profile}")
     cfg = replace(cfg, protocol=protocol.name, fvd_profile=cfg.fvd_profile or protocol.fvd_profile or "tf",
                   num_clips=cfg.num_clips or protocol.clip_count)
-    if not any((cfg.fvd, cfg.kvd, cfg.fad, cfg.clap, cfg.av_align, cfg.memorisation)):
-        raise EvalError("no metric selected; pass one or more of --fvd --kvd --fad --clap --av-align --memorisation")
-    needs_ref = cfg.fvd or cfg.kvd or cfg.fad
+    if not any((cfg.fvd, cfg.kvd, cfg.fad, cfg.fad_audioclip, cfg.clap, cfg.av_align, cfg.memorisation)):
+        raise EvalError("no metric selected; pass one or more of --fvd --kvd --fad --fad-audioclip --clap --av-align "
+                        "--memorisation")
+    needs_ref = cfg.fvd or cfg.kvd or cfg.fad or cfg.fad_audioclip
     if needs_ref and not cfg.reference:
         raise EvalError("--fvd/--kvd/--fad compare against a reference: pass --reference DIR:test or a folder")
     if cfg.fvd_profile not in FVD_PROFILES:
         raise EvalError(f"unknown FVD profile {cfg.fvd_profile!r}; choose from {', '.join(FVD_PROFILES)}")
     if cfg.fad_profile not in FAD_PROFILES:
         raise EvalError(f"unknown FAD profile {cfg.fad_profile!r}; choose from {', '.join(FAD_PROFILES)}")
+    # a protocol named like an AudioCLIP profile (mmdiffusion) brings its evaluator's AudioCLIP quirks
+    cfg = replace(cfg, fad_audioclip_profile=cfg.fad_audioclip_profile
+                  or (protocol.name if protocol.name in AUDIOCLIP_PROFILES else "audioclip"))
+    if cfg.fad_audioclip_profile not in AUDIOCLIP_PROFILES:
+        raise EvalError(f"unknown AudioCLIP-FAD profile {cfg.fad_audioclip_profile!r}; "
+                        f"choose from {', '.join(AUDIOCLIP_PROFILES)}")
     if cfg.fvd and cfg.num_clips < 400 and not cfg.allow_small:  # fail before any extraction
         raise EvalError(f"fvd: --num-clips {cfg.num_clips} < feature dimension 400: the covariance is singular and the "
                         "score meaningless; use the protocol's 2048 clips or pass --allow-small")
@@ -204,6 +220,8 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     i3d = I3DFeatures(fvd_profile, cfg.i3d_weights, device) if (cfg.fvd or cfg.kvd) else None
     vgg = VGGishFeatures(cfg.vggish_weights, device, allow_random=cfg.allow_random_vggish, seed=cfg.seed,
                          profile=fad_profile) if cfg.fad else None
+    aclip_profile = AUDIOCLIP_PROFILES[cfg.fad_audioclip_profile]
+    aclip = AudioCLIPFeatures(aclip_profile, cfg.audioclip_weights, device) if cfg.fad_audioclip else None
     clap = None
     if cfg.clap:
         from avbench.metrics.clap import ClapScorer
@@ -253,12 +271,12 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         return out
 
     need_video = bool(i3d) or cfg.av_align
-    need_audio = bool(vgg) or cfg.av_align or cfg.clap
+    need_audio = bool(vgg) or bool(aclip) or cfg.av_align or cfg.clap
     task = progress.add_task("generated", total=min(cfg.num_clips, count_clips(samples) or cfg.num_clips)) if progress else None
     gen = extract_features(
         clip_stream(samples, want_video=need_video, want_audio=need_audio),
         i3d=i3d, vgg=vgg, batch_size=cfg.batch_size, progress=progress, task=task,
-        keep=keep if (cfg.av_align or cfg.clap) else None,
+        keep=keep if (cfg.av_align or cfg.clap) else None, aclip=aclip,
     )
     if not gen.keys:
         raise EvalError(f"{cfg.samples}: no readable clips ({errors[0] if errors else 'empty'})")
@@ -278,6 +296,9 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
             keys["i3d"] = {**base_key, "metric": "i3d", "profile": fvd_profile.to_dict(), "weights_sha256": i3d.sha256}
         if vgg is not None:
             keys["vggish"] = {**base_key, "metric": "vggish", "profile": fad_profile.to_dict(), "weights_sha256": vgg.sha256}
+        if aclip is not None:
+            keys["audioclip"] = {**base_key, "metric": "audioclip", "profile": aclip_profile.to_dict(),
+                                 "weights_sha256": aclip.sha256}
         for metric, key in keys.items():
             cached = _load_cached(key) if cfg.use_cache else None
             if cached is not None:
@@ -288,13 +309,15 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
             rtask = progress.add_task("reference", total=min(cfg.num_clips, count_clips(reference) or cfg.num_clips)) if progress else None
             used: list[tuple[str, int]] = []
             ref = extract_features(
-                clip_stream(reference, want_video="i3d" in missing, want_audio="vggish" in missing, used=used),
+                clip_stream(reference, want_video="i3d" in missing,
+                            want_audio="vggish" in missing or "audioclip" in missing, used=used),
                 i3d=i3d if "i3d" in missing else None, vgg=vgg if "vggish" in missing else None,
                 batch_size=cfg.batch_size, progress=progress, task=rtask,
+                aclip=aclip if "audioclip" in missing else None,
             )
             ref_windows, fingerprint = used, reference_fingerprint(reference, used)
             for m in missing:
-                ref_feats[m] = ref.i3d if m == "i3d" else ref.vggish
+                ref_feats[m] = {"i3d": ref.i3d, "vggish": ref.vggish, "audioclip": ref.audioclip}[m]
                 ref_clips[m] = len(ref.keys)
                 if cfg.use_cache and ref.keys:
                     _save_cached(keys[m], ref_feats[m], len(ref.keys), used, fingerprint)
@@ -343,6 +366,19 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
                             "n_generated_examples": int(len(x)), "n_reference_examples": int(len(y)), "ci95": ci(x, y, fd)}
         if vgg.random:
             warnings.append("fad: VGGish ran with SEEDED RANDOM weights (no vggish-10086976.pth); not comparable to published FAD")
+    if aclip is not None:
+        x, y = gen.audioclip, ref_feats["audioclip"]
+        _check_counts("fad_audioclip", len(x), len(y), x.shape[1], cfg, warnings, overrides)
+        if aclip_profile.frechet == "mmdiffusion_float32_svd":
+            afd = lambda a, b: aclip_profile.scale * frechet_mmdiffusion(a, b)  # noqa: E731
+        else:
+            afd = lambda a, b: aclip_profile.scale * frechet_distance(  # noqa: E731
+                feature_stats(a, aclip_profile.ddof), feature_stats(b, aclip_profile.ddof), "eigh")
+        scores["fad_audioclip"] = afd(x, y)
+        protocols["fad_audioclip"] = {
+            "profile": aclip_profile.to_dict(), "weights": aclip_profile.weights, "weights_file": aclip.weights_file,
+            "weights_sha256": aclip.sha256, "weights_check": aclip.weights_check, "weights_licence": aclip.licence,
+            "n_generated": int(len(x)), "n_reference": int(len(y)), "ci95": ci(x, y, afd)}
     if cfg.av_align:
         from avbench.metrics.av_align import PROTOCOL as AV_PROTOCOL
 

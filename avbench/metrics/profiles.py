@@ -106,12 +106,12 @@ AUDIOCLIP_PROFILES: dict[str, AudioCLIPProfile] = {
     "mmdiffusion": AudioCLIPProfile(
         name="mmdiffusion", batch_norm="batch_stats", input_scale="unit", frechet="mmdiffusion_float32_svd",
         quirks=(
-            "batchnorm_train_mode: AudioCLIP is never put in eval mode, so every BatchNorm normalises with the "
-            "statistics of its evaluation batch (8 clips, sorted keys here); embeddings depend on batch-mates "
-            "and a batch of 1 fails",
-            "double_scaling: [-1, 1] floats go into a front end expecting int16 values, which maps "
-            "[-32768, 32767] to [-1, 1] again: the signal becomes (2x + 1)/65535 in float32 (~90 dB quieter, "
-            "DC offset 1/65535, ~9 bits of resolution left by the rounding of x + 32768)",
+            ("batchnorm_train_mode: AudioCLIP is never put in eval mode, so every BatchNorm normalises with the "
+             "statistics of its evaluation batch (8 clips, sorted keys here); embeddings depend on batch-mates "
+             "and a batch of 1 fails"),
+            ("double_scaling: [-1, 1] floats go into a front end expecting int16 values, which maps "
+             "[-32768, 32767] to [-1, 1] again: the signal becomes (2x + 1)/65535 in float32 (~90 dB quieter, "
+             "DC offset 1/65535, ~9 bits of resolution left by the rounding of x + 32768)"),
         ),
     ),
     "audioclip": AudioCLIPProfile(name="audioclip", batch_norm="running_stats", input_scale="int16",

@@ -3,7 +3,7 @@ so it is the same whichever batch it lands in (and on whichever device: noise is
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -107,7 +107,7 @@ class SampleConfig:
     fps: int = 10  # of the written media; fixed by the model, not an option
     sample_rate: int = 16000
 
-    def resolved(self) -> "SampleConfig":
+    def resolved(self) -> SampleConfig:
         """This config with every sampling setting filled in: given values, then the preset's, then avbench's
         defaults. What runs and what samples.json records is always the resolved config."""
         if self.preset is not None and self.preset not in PRESETS:
@@ -199,6 +199,13 @@ def _plan(cfg: SampleConfig) -> _Plan:
     elif cfg.condition_video is not None:
         known, files = 0, media.media_files(cfg.condition_video, (".mp4",))
     return _Plan(model, info, train_schedule, sampler, sr, known, files, notes)
+
+
+def plan_sampling(cfg: SampleConfig) -> _Plan:
+    """Validate `cfg`, resolve its preset and load what it names: the models and the sampler plans that
+    `sample_base` and `super_resolve` use (what `avbench sample` runs, without the media writing)."""
+    cfg.validate()
+    return _plan(cfg.resolved())
 
 
 def _identity(cfg: SampleConfig, plan: _Plan) -> dict[str, Any]:
