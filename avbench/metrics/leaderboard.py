@@ -19,13 +19,14 @@ from pathlib import Path
 
 from avbench.errors import MetricsError
 
-SCORES = ["fvd", "kvd", "fad", "clap", "av_align"]
+SCORES = ["fvd", "kvd", "fad", "fad_audioclip", "clap", "av_align"]  # fad_audioclip is never merged with fad
 COLUMNS = [
     "name", "date", "track", "protocol", *SCORES, "other_scores",
     "fvd_profile", "fvd_resize", "fvd_bn_eps", "fvd_ddof", "fvd_frames", "fvd_weights_sha256",
     "fvd_n_generated", "fvd_n_reference",
     "fad_profile", "fad_resampler", "fad_weights_sha256", "fad_random_weights",
     "fad_n_generated_examples", "fad_n_reference_examples",
+    "fad_audioclip_profile", "fad_audioclip_weights_sha256",
     "samples", "reference", "reference_fingerprint", "track_sha256", "protocol_seed", "flag",
     "dataset_spec_hash", "overrides", "warnings", "avbench_version", "git_commit",
 ]
@@ -65,6 +66,8 @@ def record_row(rec: dict) -> dict[str, str]:
         "fad_weights_sha256": fad.get("weights_sha256"), "fad_random_weights": fad.get("random_weights"),
         "fad_n_generated_examples": fad.get("n_generated_examples"),
         "fad_n_reference_examples": fad.get("n_reference_examples"),
+        "fad_audioclip_profile": (p.get("fad_audioclip", {}).get("profile") or {}).get("name"),
+        "fad_audioclip_weights_sha256": p.get("fad_audioclip", {}).get("weights_sha256"),
         "samples": (rec.get("samples") or {}).get("path"),
         "reference": ":".join(str(x) for x in (ref.get("path"), ref.get("split")) if x) if ref else None,
         "reference_fingerprint": rec.get("reference_fingerprint"), "track_sha256": track.get("sha256"),
