@@ -97,6 +97,9 @@ def test_explicit_options_override_the_preset():
     r = SampleConfig(checkpoint=Path("m.pt"), out=Path("o"), preset="seed", steps=30, clip=True,
                      sr_spacing="linspace").resolved()
     assert (r.sampler, r.steps, r.clip, r.sr_spacing, r.sr_clip) == ("dpm-solver-3s", 30, True, "linspace", True)
+    # Another sampler does not inherit the preset's grid: its own defaults apply.
+    r = SampleConfig(checkpoint=Path("m.pt"), out=Path("o"), preset="seed", sampler="ddim").resolved()
+    assert (r.sampler, r.steps, r.spacing, r.clip, r.sr_spacing) == ("ddim", None, None, False, "leading")
     plain = SampleConfig(checkpoint=Path("m.pt"), out=Path("o")).resolved()
     assert (plain.sampler, plain.clip, plain.sr_sampler, plain.sr_steps, plain.sr_clamp_low_res) == (
         "dpmpp-3s", True, "ddim", 25, True)

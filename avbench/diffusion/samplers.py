@@ -1,4 +1,5 @@
 """Samplers: short functions over a denoiser, and the registry that gives each one its defaults.
+(Over 400 lines because the registry belongs next to every sampler it names; each sampler stays short.)
 
 Every sampler takes
   - `model_fn(x, t) -> Prediction | tuple[Tensor, ...]` (usually a `denoisers.Denoiser`): x is a tuple of
@@ -8,7 +9,8 @@ Every sampler takes
   - `x`: the tuple of starting noises at the noisiest timestep;
   - `schedule`: the training schedule respaced to the timesteps to visit (`respace.respaced`). Step i goes
     from schedule index i to i-1 and the last step (i = 0) returns clean data, so N steps cost exactly
-    N model calls for every sampler.
+    N model calls for every sampler. (The one exception to "clean data": the seed's `dpm-solver-3s` on
+    its own `dpm-logsnr` grid stops at t = 0 and returns x there, as the original did.)
 The same update is applied to every element of the tuple. `noise(like)` draws fresh Gaussian noise for
 the stochastic samplers (pass per-sample generators through it to make samples batch-independent).
 
@@ -185,7 +187,8 @@ def sample_dpmpp_3s(
     clip: bool = False,
     callback: Callback | None = None,
 ) -> Tensors:
-    """DPM-Solver++ singlestep of order 3 (the seed's "DPM-Solver, order 3"). Each step from s to t calls
+    """DPM-Solver++ (data prediction) singlestep of order 3; the seed's noise-prediction DPM-Solver is
+    `sample_dpm_solver_3s`. Each step from s to t calls
     the model at s and at the two intermediate timesteps of the grid; the λ-ratios r1, r2 follow from the
     grid, so the model only ever sees training timesteps. Uses the Taylor form, third order for any
     r1 < r2 < 1."""

@@ -61,7 +61,8 @@ class SampleConfig:
     batch_size: int = field(default=4, metadata={"help": "Samples per model call.", "min": 1})
     preset: str | None = field(default=None, metadata={
         "help": f"A whole sampling recipe: {' | '.join(PRESETS)} (seed: MM-Diffusion's, dpm-solver-3s 20 steps "
-                "unclipped, SR ddim25 clipped). Options given explicitly override the preset's values."})
+                "unclipped, SR ddim25 clipped). Options given explicitly override the preset's values; another "
+                "--sampler/--sr-sampler also leaves out the preset's steps and spacing for it."})
     sampler: str | None = field(default=None, metadata={
         "help": f"{' | '.join(SAMPLERS)}. Default: the preset's, else dpmpp-3s (DPM-Solver++ singlestep order 3; "
                 "dpm-solver-3s is the seed's noise-prediction DPM-Solver)."})
@@ -112,7 +113,12 @@ class SampleConfig:
         defaults. What runs and what samples.json records is always the resolved config."""
         if self.preset is not None and self.preset not in PRESETS:
             raise SampleError(f"--preset {self.preset!r} is not a sampling preset; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS.get(self.preset or "", {})
+        preset = dict(PRESETS.get(self.preset or "", {}))
+        # Steps and spacing belong to the preset's sampler: another sampler keeps its own defaults.
+        for stage, keys in (("sampler", ("steps", "spacing")), ("sr_sampler", ("sr_steps", "sr_spacing"))):
+            if getattr(self, stage) is not None and getattr(self, stage) != preset.get(stage):
+                for k in keys:
+                    preset.pop(k, None)
         filled = {k: (getattr(self, k) if getattr(self, k) is not None else preset.get(k, default))
                   for k, default in _DEFAULTS.items()}
         return replace(self, **filled)
