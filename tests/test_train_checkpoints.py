@@ -175,7 +175,8 @@ def test_checkpoint_of_the_previous_layout_resumes(tmp_path):
     old = {k: new[k] for k in ("model", "ema", "optimizer", "scheduler", "scaler", "rng", "model_config",
                                "diffusion", "world_size")}
     old.update(format="avbench-train-v1", kind="baseline", step=2, nonfinite_total=0,
-               config={**new["config"], "kind": "baseline"},
+               config={**new["config"], "kind": "baseline",  # written before diffusion.rescale_vb existed
+                       "diffusion": {k: v for k, v in new["config"]["diffusion"].items() if k != "rescale_vb"}},
                data={"epoch": new["data"]["epoch"], "index": new["data"]["index"]}, data_ranks=new["data"]["ranks"])
     for _, p in ckpt.list_checkpoints(run):
         p.unlink()

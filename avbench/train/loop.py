@@ -339,6 +339,8 @@ def _check_compatible(cfg: TrainConfig, saved: dict[str, Any], path) -> None:
     now = cfg.to_dict()
     fix = f"use the run's own config ({path.parent.parent}/config.toml) or a new --out directory"
     saved = {**saved, "kind": fmt.canonical_kind(saved.get("kind", "mmunet"), str(path))}
+    # a setting added after the checkpoint was written (diffusion.rescale_vb) had its default then
+    saved["diffusion"] = {**TrainConfig().to_dict()["diffusion"], **(saved.get("diffusion") or {})}
     for section in ("kind", "model", "diffusion"):
         if now[section] != saved.get(section):
             raise ConfigError(f"--resume {path}: the checkpoint was trained with {section} = "
