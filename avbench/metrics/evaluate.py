@@ -19,7 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from avbench import __version__
 from avbench.errors import MetricsError
+from avbench.io import atomic_path, atomic_write_json
+from avbench.metrics.av_align import PROTOCOL as AV_PROTOCOL
+from avbench.metrics.av_align import av_align
 from avbench.metrics.frechet import bootstrap_ci, feature_stats, frechet_distance
 from avbench.metrics.kvd import polynomial_mmd2
 from avbench.metrics.profiles import AUDIOCLIP_PROFILES, FAD_PROFILES, FVD_PROFILES, KVD_PROTOCOL
@@ -34,6 +38,7 @@ from avbench.metrics.sources import (
     reference_fingerprint,
 )
 from avbench.metrics.tracks import apply_track, track_record
+from avbench.paths import REPO_ROOT, cache_dir
 
 # The EvalConfig flags that select a metric; a track's `metrics` list names these. Add new metrics here.
 METRIC_FLAGS = ("fvd", "kvd", "fad", "fad_audioclip", "clap", "av_align", "memorisation")
@@ -111,7 +116,6 @@ class EvalConfig:
     extra: dict = field(default_factory=dict)  # set by code (tests, scripts), not an option
 
 def git_commit() -> str | None:
-    from avbench.paths import REPO_ROOT
 
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -121,7 +125,6 @@ def git_commit() -> str | None:
 
 
 def _cache_file(key: dict) -> Path:
-    from avbench.paths import cache_dir
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     return cache_dir() / "refstats" / f"{digest}.npz"
@@ -148,7 +151,6 @@ def _cached_windows(key: dict) -> tuple[list[tuple[str, int]], str] | None:
 
 def _save_cached(key: dict, feats: np.ndarray, clips: int, windows: list | None = None,
                  fingerprint: str | None = None) -> None:
-    from avbench.io import atomic_path
 
     extra = {} if windows is None else {"windows": np.array(json.dumps(windows)), "fingerprint": np.array(fingerprint)}
     with atomic_path(_cache_file(key), suffix=".npz") as tmp:
@@ -173,6 +175,7 @@ def _check_counts(metric: str, n_gen: int, n_ref: int, dim: int, cfg: EvalConfig
 
 def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     """Compute the requested metrics and write the record; returns (record, path)."""
+    # torch and the networks are imported when an evaluation runs, not for `avbench eval --help`
     import torch
 
     from avbench.metrics.extract import (
@@ -263,7 +266,6 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     def keep(clip):
         out = {}
         if cfg.av_align:
-            from avbench.metrics.av_align import av_align
 
             out["av_align"] = av_align(clip.frames, clip.audio, clip.sample_rate, clip.fps)
         if cfg.clap:
@@ -380,7 +382,6 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
             "weights_sha256": aclip.sha256, "weights_check": aclip.weights_check, "weights_licence": aclip.licence,
             "n_generated": int(len(x)), "n_reference": int(len(y)), "ci95": ci(x, y, afd)}
     if cfg.av_align:
-        from avbench.metrics.av_align import PROTOCOL as AV_PROTOCOL
 
         vals = [k["av_align"] for k in gen.clips if k["av_align"] is not None]
         scores["av_align"] = float(np.mean(vals)) if vals else None
@@ -394,7 +395,6 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
         protocols["clap"] = {"model": "transformers.ClapModel", "model_dir": str(clap.model_dir),
                              "sample_rate": clap.sample_rate, "resampler": "soxr-HQ", "n_scored": len(rows)}
 
-    from avbench import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     name = cfg.name or f"{now:%Y%m%dT%H%M%SZ}-{Path(cfg.samples.rstrip('/')).name}"
@@ -436,7 +436,6 @@ def run_eval(cfg: EvalConfig, progress=None) -> tuple[dict, Path]:
     }
     if memorisation is not None:
         record["memorisation"] = memorisation
-    from avbench.io import atomic_write_json
 
     out = Path(cfg.results_dir) / f"{name}.json"
     atomic_write_json(out, record)

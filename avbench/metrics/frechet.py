@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from avbench.io import atomic_path
+
 SqrtMethod = Literal["eigh", "svd", "scipy"]
 
 
@@ -28,7 +30,6 @@ class GaussianStats:
     ddof: int = 1
 
     def save(self, path: str | Path) -> None:
-        from avbench.io import atomic_path
 
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from avbench.errors import MetricsError
+from avbench.io import atomic_write_text
 
 SCORES = ["fvd", "kvd", "fad", "fad_audioclip", "clap", "av_align"]  # fad_audioclip is never merged with fad
 COLUMNS = [
@@ -162,7 +163,6 @@ def to_markdown(rows: list[dict[str, str]]) -> str:
 
 def export(results_dir: str | Path, csv_path: str | Path, markdown_path: str | Path | None = None) -> int:
     """Write the CSV (and the Markdown tables); returns the number of rows. Flagged rows are written too."""
-    from avbench.io import atomic_write_text
 
     rows = flag_rows([record_row(r) for r in load_records(results_dir)])
     atomic_write_text(csv_path, to_csv(rows))

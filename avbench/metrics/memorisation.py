@@ -38,7 +38,7 @@ import numpy as np
 from avbench.errors import MetricsError
 from avbench.metrics.contact_sheet import SheetRow, thumbnails, write_contact_sheet
 from avbench.metrics.extract import I3DFeatures, VGGishFeatures, extract_features
-from avbench.metrics.sources import Source, iter_clips
+from avbench.metrics.sources import Source, iter_clips, parse_source
 
 SPACES = ("i3d", "vggish")
 DISTANCE = "l2_train_standardised_rms"
@@ -293,7 +293,6 @@ def evaluate_memorisation(*, samples: str, reference: str | None, train: str | N
                           errors: list[str], warnings: list[str], progress=None) -> tuple[dict, dict]:
     """`avbench eval --memorisation`: (scores, record section). The extractors of the eval are reused when it
     built them; otherwise `make_i3d()` / `make_vgg()` build them (weights resolved as for FVD/FAD)."""
-    from avbench.metrics.sources import parse_source
 
     wanted = parse_spaces(spaces)
     train_spec, heldout_spec = default_sources(reference, train, heldout)

@@ -30,7 +30,6 @@ from typing import Iterator
 import numpy as np
 
 from avbench import dataset_index
-from avbench.data.windows import shard_urls
 from avbench.errors import MetricsError
 
 
@@ -347,8 +346,9 @@ class _Store:
         self.rate: int | None = None
         if src.kind in ("dataset", "shards"):
             if src.kind == "dataset":
-                urls, _, index = shard_urls(src.path, src.size, src.split)
-                tars = [Path(u) for u in urls]
+                index = dataset_index.load_index(src.path)
+                tars = [dataset_index.shard_file(src.path, r) for r in index["shards"]
+                        if int(r["size"]) == src.size and r["split"] == src.split]
                 self.fps, self.rate = int(index["fps"]), int(index["sample_rate"])
             else:
                 tars = sorted(src.path.glob("*.tar"))
@@ -384,6 +384,7 @@ class _Store:
     def window(self, key: str, start: int, frames: int, want_video: bool, want_audio: bool) -> Clip:
         exts = self.members[key]
         if self.src.kind == "dataset":
+            # avbench.data pulls in torch: imported when a dataset window is read, not for `eval --help`
             from avbench.data.decode import decode_audio_window, decode_video_window
 
             spf = self.rate // self.fps

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from avbench import __version__
 from avbench.diffusion.conditional import replacement_model_fn
 from avbench.diffusion.denoisers import joint_denoiser, superres_denoiser
 from avbench.diffusion.respace import SPACINGS
@@ -293,7 +294,6 @@ def _super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, gen: torch
 
 
 def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
-    from avbench import __version__
 
     F_, C, H, W = plan.model.cfg.video_size
     out_size = plan.sr[0].cfg.large_size if plan.sr else H
