@@ -67,13 +67,14 @@ def test_array_then_merge_builds_the_dataset(tmp_path):
     root = tmp_path / "root"
     log = tmp_path / "sbatch.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(PATH=f"{bindir}:{env['PATH']}", SBATCH_LOG=str(log))
+    env.update(PATH=f"{bindir}:{env['PATH']}", SBATCH_LOG=str(log), AVBENCH_SBATCH_OPTS="--mem=1G  --time=10")
     res = subprocess.run(["bash", str(SCRIPT), str(spec), str(root), "2", "1"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr + (log.with_suffix(".log.out").read_text() if log.with_suffix(".log.out").exists() else "")
     calls = log.read_text().splitlines()
     assert calls[0].startswith("--parsable --array=0-1%1 ")
     assert calls[1].startswith("--parsable --dependency=afterok:1001 ") and "AVBENCH_MERGE=1" in calls[1]
+    assert all(" --mem=1G --time=10 " in c for c in calls[:2]), calls  # the override reaches both jobs
     assert "submitted array job 1001" in res.stdout
     index = json.loads((root / "shards" / "index.json").read_text())
     assert sum(r["samples"] for r in index["shards"]) >= 1
