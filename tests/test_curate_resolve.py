@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -14,7 +13,7 @@ from email.utils import format_datetime
 
 import pytest
 from support.fetchkit import render_bytes
-from support.httpserver import FaultServer
+from support.httpserver import FaultServer, add_hf_dataset
 
 from avbench.curate import ffmpeg
 from avbench.curate import resolve as resolve_mod
@@ -141,16 +140,8 @@ def test_lock_errors_name_file_row_and_column(tmp_path, mutate, message):
 
 
 def _hf_server(srv: FaultServer, clips: list[bytes], sha: str = "0123abcd") -> None:
-    repo = "someone/tiny-av"
-    listing = {
-        "id": repo,
-        "sha": sha,
-        "cardData": {"license": "cc-by-4.0"},
-        "siblings": [{"rfilename": "README.md"}, {"rfilename": "chunks/b.mp4"}, {"rfilename": "chunks/a.mp4"}],
-    }
-    srv.add(f"/api/datasets/{repo}/revision/main", json.dumps(listing).encode(), content_type="application/json")
-    srv.add(f"/datasets/{repo}/resolve/{sha}/chunks/a.mp4", clips[0])
-    srv.add(f"/datasets/{repo}/resolve/{sha}/chunks/b.mp4", clips[1])
+    add_hf_dataset(srv, "someone/tiny-av", sha, {"README.md": b"# tiny", "chunks/b.mp4": clips[1], "chunks/a.mp4": clips[0]},
+                   card={"license": "cc-by-4.0"})
 
 
 HF_SPEC = """name = "hfset"
@@ -169,13 +160,15 @@ min_clip_s = 1.0
 """
 
 
-def test_hf_listing_resolve_cli_and_download_from_lock(tmp_path, clips):
+def test_hf_listing_resolve_cli_and_download_from_lock(tmp_path, clips, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     with FaultServer() as srv:
         _hf_server(srv, clips)
         extra = srv.add("/extra.mp4", clips[2])
         spec_path = tmp_path / "hfset.toml"
         spec_path.write_text(HF_SPEC.format(url=extra))
         env = {**os.environ, "HF_ENDPOINT": srv.url("")}
+        monkeypatch.setenv("HF_ENDPOINT", srv.url(""))
         lock = tmp_path / "hfset.lock.csv"
         r = subprocess.run([sys.executable, "-m", "avbench", "resolve", str(spec_path), "--out", str(lock)],
                            env=env, capture_output=True, text=True, timeout=60)
@@ -187,7 +180,7 @@ def test_hf_listing_resolve_cli_and_download_from_lock(tmp_path, clips):
         assert all(e.url.endswith(f"/resolve/0123abcd/{e.id}") for e in hf)  # pinned to the commit
         assert all(e.channel == "someone/tiny-av" and e.license == "cc-by-4.0" for e in hf)
 
-        # A later build reads the lock only: point the hub elsewhere and the download still works.
+        # A later build reads the lock only: the hub is not listed again.
         root = tmp_path / "root"
         listings = len(srv.requests_for("/api/datasets/someone/tiny-av/revision/main"))
         s = download_sources(DownloadConfig(root=root, lock=lock, spec=str(spec_path), progress=False))
@@ -199,7 +192,7 @@ def test_hf_listing_resolve_cli_and_download_from_lock(tmp_path, clips):
         assert s.skipped == 3 and len(srv.requests_for("/api/datasets/someone/tiny-av/revision/main")) == listings
 
 
-def test_hf_listing_offline_gives_one_clear_error(monkeypatch, tmp_path):
+def test_hf_listing_unreachable_gives_one_clear_error(monkeypatch, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

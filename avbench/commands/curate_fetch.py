@@ -38,20 +38,24 @@ def download_cmd(
     cfg=Config("avbench.curate.download:DownloadConfig", skip=("lock",),
                flags={"jobs": ("--jobs", "-j"), "format": ("--format", "-f"), "sleep_s": "--sleep",
                       "backoff_s": "--backoff", "min_duration_s": "--min-duration",
-                      "socket_timeout_s": "--socket-timeout"},
+                      "socket_timeout_s": "--socket-timeout", "host_interval_s": "--host-interval",
+                      "max_backoff_s": "--max-backoff"},
                help={"spec": "With a lock file as TARGET: the spec whose clip policy sets the minimum duration."}),
 ) -> None:
     """Fetch the sources into ROOT/sources/<sha256>.<ext> with one record each; resumable.
 
     Exit code: 0 all ok, 1 some sources failed permanently, 3 some failed transiently (rerun to retry).
     """
-    from avbench.curate.download import download_sources
+    from avbench.curate.download import download_sources, plan_download
     from avbench.curate.info import print_summary
 
     if Path(target).suffix in _LOCK_SUFFIXES:
         cfg = dataclasses.replace(cfg, lock=Path(target))
     else:
         cfg = dataclasses.replace(cfg, spec=target)
+    if cfg.dry_run:
+        typer.echo(plan_download(cfg).text())
+        raise typer.Exit(0)
     summary = download_sources(cfg)
     print_summary(summary)
     raise typer.Exit(summary.exit_code)

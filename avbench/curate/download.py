@@ -12,7 +12,9 @@ has been probed and hashed, and it gets there by a rename, so a killed run never
 under a final name. A rerun retries transient failures and leaves permanent ones alone (unless
 `retry_failed`). One failing source never stops the run.
 
-yt-dlp glue (options, error classes) is `ytdlp.py`, the record schema `records.py`, lock I/O `lock.py`.
+yt-dlp glue (options, error classes) is `ytdlp.py`, huggingface_hub glue `hfhub.py`, per-host limits
+and back-off `throttle.py`, the record schema `records.py`, lock I/O `lock.py`. The module is a little
+over 400 lines because the config, the per-kind fetchers, the stage and the dry run read best together.
 A local file or a synthetic render reads the same every time, so a probe that rejects one is permanent
 even where a download that looks cut short would be transient.
 """
@@ -24,12 +26,13 @@ import os
 import re
 import shutil
 import stat
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
 
-from avbench.curate import ytdlp
+from avbench.curate import hfhub, ytdlp
 from avbench.curate.ffmpeg import ensure_ffmpeg_on_path
 from avbench.curate.lock import lock_bytes, read_lock
 from avbench.curate.partition import Partition
@@ -40,6 +43,7 @@ from avbench.curate.sources import SourceEntry, file_paths, needs_lookup
 from avbench.curate.spec import DatasetSpec, load_spec
 from avbench.curate.stage import Job, run_stage
 from avbench.curate.synthetic import render_synthetic
+from avbench.curate.throttle import Backoff, host_limiter, retry_fetch, split_bandwidth
 from avbench.errors import EXIT_FAILED, EXIT_OK, EXIT_TRANSIENT, PERMANENT, TRANSIENT, ConfigError, SourceFailure
 from avbench.io import atomic_write_bytes, sha256_file
 
@@ -59,6 +63,12 @@ class DownloadConfig:
     backoff_s: float = field(default=1.0, metadata={"help": "Sleep before yt-dlp retry n is this * 2**n seconds (capped at 60).", "min": 0.0})
     sleep_s: float = field(default=0.0, metadata={"help": "Seconds to wait before each network download (5-10 for YouTube).", "min": 0.0})
     rate_limit: str | None = field(default=None, metadata={"help": "Bandwidth cap per download, e.g. 2M (bytes/s)."})
+    bandwidth: str | None = field(default=None, metadata={"help": "Global bandwidth cap over all concurrent downloads, e.g. 8M (bytes/s): each of --jobs downloads gets its share (yt-dlp limits per download; hf files are not capped)."})
+    per_host: int = field(default=2, metadata={"help": "Concurrent fetches per host (scheme, name and port), whatever --jobs is.", "min": 1})
+    host_interval_s: float = field(default=0.0, metadata={"help": "Minimum seconds between the starts of two fetches from one host.", "min": 0.0})
+    fetch_retries: int = field(default=3, metadata={"help": "Retries of a whole fetch within one attempt on HTTP 408/425/429/5xx: wait --backoff * 2**n with jitter, at least the server's Retry-After, at most --max-backoff.", "min": 0})
+    max_backoff_s: float = field(default=60.0, metadata={"help": "Longest wait between fetch retries, Retry-After included (seconds).", "min": 0.0})
+    dry_run: bool = field(default=False, metadata={"help": "Print what would be fetched (kind, id, title, duration) and the totals; fetch and write nothing."})
     cookies: str | None = field(default=None, metadata={"help": "Netscape cookies file for yt-dlp."})
     format: str = field(default=DEFAULT_FORMAT, metadata={"help": "yt-dlp format selector; the default picks the smallest rendition >= 360p with audio."})
     partition: str = field(default="0/1", metadata={"help": "Process only slice I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8."})
@@ -67,9 +77,22 @@ class DownloadConfig:
     socket_timeout_s: float = field(default=30.0, metadata={"help": "yt-dlp socket timeout in seconds."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
+    def per_download_rate(self) -> str | None:
+        """yt-dlp's per-download ratelimit from --rate-limit and this download's share of --bandwidth."""
+        from yt_dlp.utils import parse_bytes
+
+        rates = []
+        for flag, value, share in (("--rate-limit", self.rate_limit, 1), ("--bandwidth", self.bandwidth, self.jobs)):
+            if value:
+                rate = parse_bytes(value)
+                if rate is None:
+                    raise ConfigError(f"{flag} {value!r}: expected bytes per second like 500K or 2M")
+                rates.append(split_bandwidth(rate, share))
+        return str(int(min(rates))) if rates else None
+
     def fetch_options(self) -> ytdlp.FetchOptions:
         return ytdlp.FetchOptions(format=self.format, retries=self.retries, backoff_s=self.backoff_s,
-                                  sleep_s=self.sleep_s, rate_limit=self.rate_limit, cookies=self.cookies,
+                                  sleep_s=self.sleep_s, rate_limit=self.per_download_rate(), cookies=self.cookies,
                                   socket_timeout_s=self.socket_timeout_s)
 
 
@@ -161,6 +184,29 @@ def _label(entry: SourceEntry) -> str | None:
     return file_paths(entry)[0] if entry.kind == "file" else None
 
 
+def _host(entry: SourceEntry) -> str:
+    url = (os.environ.get("HF_ENDPOINT") or entry.url) if entry.kind == "hf" else entry.url
+    return urllib.parse.urlsplit(url).netloc
+
+
+def _fetch_network(entry: SourceEntry, cfg: DownloadConfig, work: Path) -> tuple[Path, dict]:
+    """yt-dlp (or huggingface_hub for hf rows) inside this host's slot, retried on 429/5xx (throttle.py)."""
+    ytdlp.check_url(entry.url)
+    host, limiter = _host(entry), host_limiter(cfg.per_host, cfg.host_interval_s)
+    if entry.kind == "hf":
+        def call():  # huggingface_hub offers no per-request hook: pace the fetch (a HEAD and a GET)
+            limiter.pace(host)
+            return hfhub.fetch(entry.url, entry.id, work, entry.source_id)
+        hint = hfhub.retry_hint
+    else:
+        fo = cfg.fetch_options()
+        call, hint = (lambda: ytdlp.fetch(entry.url, fo, work, entry.source_id, before_request=limiter.pace)), ytdlp.retry_hint
+    result, _ = retry_fetch(call, host=host, limiter=limiter,
+                            backoff=Backoff(cfg.backoff_s, cfg.max_backoff_s, seed=entry.source_id),
+                            retries=cfg.fetch_retries, retryable=hint)
+    return result
+
+
 def fetch_one(entry: SourceEntry, cfg: DownloadConfig, min_duration_s: float) -> SourceRecord:
     """Fetch, probe, hash and file one source; always returns (and writes) its record."""
     root = Path(cfg.root)
@@ -176,7 +222,7 @@ def fetch_one(entry: SourceEntry, cfg: DownloadConfig, min_duration_s: float) ->
         elif entry.kind == "file":
             path, meta = _fetch_file(entry, work)
         else:
-            path, meta = ytdlp.fetch(entry.url, cfg.fetch_options(), work, entry.source_id)
+            path, meta = _fetch_network(entry, cfg, work)
         digest = meta.pop("sha256", None)
         # yt-dlp's provenance wins over the lock row's where it has a value
         rec = rec.replace(**{k: v for k, v in meta.items() if v or getattr(rec, k) is None})
@@ -191,7 +237,7 @@ def fetch_one(entry: SourceEntry, cfg: DownloadConfig, min_duration_s: float) ->
         rec = rec.replace(status=OK, sha256=digest, path=f"sources/{digest}{ext}", bytes=final.stat().st_size,
                           duration_s=probe.duration_s, probe=probe.to_dict())
     except Exception as e:  # noqa: BLE001 - one broken source must never stop the run
-        cls, msg = ytdlp.classify(e)
+        cls, msg = (entry.kind == "hf" and hfhub.classify(e)) or ytdlp.classify(e)
         if isinstance(e, MediaRejected) and entry.kind in LOCAL_KINDS and cls == TRANSIENT:
             cls, msg = PERMANENT, f"{msg}; a local source reads the same every time: replace the file"
         if entry.url and entry.url not in msg:
@@ -244,8 +290,9 @@ class DownloadStage:
             shutil.rmtree(Path(root) / ".tmp" / job.source_id, ignore_errors=True)
 
 
-def load_entries(cfg: DownloadConfig) -> tuple[list[SourceEntry], DatasetSpec | None]:
-    """The pinned sources for this root (and the spec, if one was given); writes ROOT/lock.csv.
+def load_entries(cfg: DownloadConfig, *, write: bool = True) -> tuple[list[SourceEntry], DatasetSpec | None]:
+    """The pinned sources for this root (and the spec, if one was given); writes ROOT/lock.csv (unless
+    not `write`: a dry run).
 
     Order of precedence: an explicit lock file; ROOT/lock.csv when the spec needs a lookup (searches,
     hub listings: never re-run them once pinned); otherwise the spec expanded offline.
@@ -267,7 +314,7 @@ def load_entries(cfg: DownloadConfig) -> tuple[list[SourceEntry], DatasetSpec | 
             )
         entries = resolve_entries(spec)
     data = lock_bytes(entries)
-    if not root_lock.exists() or root_lock.read_bytes() != data:
+    if write and (not root_lock.exists() or root_lock.read_bytes() != data):
         atomic_write_bytes(root_lock, data)
     return entries, spec
 
@@ -321,3 +368,44 @@ def download_sources(
     if tmp.is_dir() and not any(tmp.iterdir()):
         tmp.rmdir()
     return summary
+
+
+# ---- dry run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    todo: tuple[SourceEntry, ...]  # what a download would fetch now, by source id
+    done: int  # already ok (or failed permanently, without retry_failed)
+
+    def text(self) -> str:
+        """One line per source (kind, id or URL, title, duration where the lock knows it), then the totals."""
+        lines = []
+        for e in self.todo:
+            what = e.url or e.id
+            dur = f"{e.duration_s:.1f} s" if e.duration_s is not None else "?"
+            lines.append(f"{e.kind}\t{what}\t{e.title or '-'}\t{dur}")
+        known = [e.duration_s for e in self.todo if e.duration_s is not None]
+        unknown = len(self.todo) - len(known)
+        total = f"would fetch {len(self.todo)} sources, {sum(known) / 3600:.2f} h"
+        if unknown:
+            total += f" (+ {unknown} of unknown duration: durations of urls, youtube ids and hf files are known after download)"
+        if self.done:
+            total += f"; {self.done} already done"
+        return "\n".join([*lines, total])
+
+
+def plan_download(cfg: DownloadConfig) -> DownloadPlan:
+    """What `download_sources(cfg)` would fetch; reads the spec/lock and records, fetches and writes
+    nothing (a spec that needs a lookup and has no ROOT/lock.csv is resolved, i.e. listed, not pinned)."""
+    root = Path(cfg.root)
+    entries, _ = load_entries(cfg, write=False)
+    part = Partition.parse(cfg.partition)
+    todo, done = [], 0
+    for e in part.select(entries, key=lambda e: e.source_id):
+        rec = SourceRecord.read(root, e.source_id)
+        if rec is not None and rec.is_done(root, cfg.retry_failed):
+            done += 1
+        else:
+            todo.append(e)
+    return DownloadPlan(todo=tuple(todo), done=done)

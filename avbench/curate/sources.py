@@ -1,8 +1,8 @@
 """Expand a spec's `[[sources]]` into concrete entries: one row per source media file.
 
 An entry is what the lock file pins and what the download stage fetches. Kinds that need no network
-(youtube ids, urls, files, synthetic) expand here directly; Hugging Face listings go through the hub's
-public HTTP API (no huggingface_hub dependency); YouTube searches are resolved in `resolve.py`.
+(youtube ids, urls, files, synthetic) expand here directly; Hugging Face listings go through
+huggingface_hub (`hfhub.py`); YouTube searches are resolved in `resolve.py`.
 
 Source ids are file-name safe (no dots or slashes): a YouTube id, `url-<12 hex>`, `file-<16 hex>` (of
 the file's bytes: a source is its content, wherever it lies), `hf-<12 hex>` (of `repo/path`, so
@@ -17,12 +17,11 @@ import hashlib
 import json
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from avbench.curate import hfhub
 from avbench.curate.spec import (
     DatasetSpec,
     FileSource,
@@ -177,52 +176,47 @@ def expand_synthetic(src: SyntheticSource) -> list[SourceEntry]:
 # ---- Hugging Face ----------------------------------------------------------------------------------
 
 
-def hf_endpoint() -> str:
-    """The hub's base URL; `HF_ENDPOINT` (the variable huggingface_hub reads) points at a mirror."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+def _hub_error(what: str, exc: BaseException) -> SourceError:
+    """One line naming the repository and the fix, for whatever huggingface_hub raised."""
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, hf.OfflineModeIsEnabled) or hfhub.offline():
+        return SourceError(f"{what}: HF_HUB_OFFLINE is set, and listing a repository needs the hub; resolve "
+                           f"once online and reuse the lock file")
+    if isinstance(exc, hf.GatedRepoError):
+        return SourceError(f"{what}: gated repository; accept its terms on the hub and set HF_TOKEN")
+    if isinstance(exc, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError)):
+        return SourceError(f"{what}: repository or revision not found at {hfhub.endpoint()} (HTTP "
+                           f"{getattr(getattr(exc, 'response', None), 'status_code', '?')}); check the repository "
+                           f"name and revision (or set HF_TOKEN for a private one)")
+    if isinstance(exc, hf.HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        return SourceError(f"{what}: {hfhub.endpoint()} answered HTTP {status}; check the repository name and revision")
+    reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+    return SourceError(f"{what}: cannot reach {hfhub.endpoint()} ({reason}); resolve on a machine with network "
+                       f"access and reuse the lock file, or set HF_ENDPOINT to a reachable mirror")
 
 
-def _get_json(url: str, timeout_s: float, what: str) -> dict:
-    req = urllib.request.Request(url, headers={"User-Agent": "avbench", "Accept": "application/json"})
-    token = os.environ.get("HF_TOKEN")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as e:
-        raise SourceError(f"{what}: {url} answered HTTP {e.code}; check the repository name and revision") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise SourceError(
-            f"{what}: cannot reach {url} ({reason}); resolve on a machine with network access and reuse "
-            f"the lock file, or set HF_ENDPOINT to a reachable mirror"
-        ) from None
-    except json.JSONDecodeError:
-        raise SourceError(f"{what}: {url} did not return JSON; is HF_ENDPOINT a Hugging Face hub?") from None
-
-
-def list_hf_files(repo: str, pattern: str = "*", revision: str = "main", timeout_s: float = 30.0) -> tuple[str, list[str], dict]:
-    """(commit sha, sorted matching file paths, dataset info) of a Hugging Face dataset repository."""
+def list_hf_files(repo: str, pattern: str = "*", revision: str = "main") -> tuple[str, list[str], dict]:
+    """(commit sha, sorted matching file paths, dataset card metadata) of a Hugging Face dataset repository,
+    through huggingface_hub (HF_ENDPOINT, HF_TOKEN honoured)."""
     what = f"hf dataset {repo}"
-    url = f"{hf_endpoint()}/api/datasets/{repo}/revision/{urllib.parse.quote(revision, safe='')}"
-    info = _get_json(url, timeout_s, what)
-    sha = info.get("sha") or revision
-    names = [s.get("rfilename", "") for s in info.get("siblings") or []]
+    try:
+        sha, names, card = hfhub.dataset_at(repo, revision)
+    except Exception as e:  # noqa: BLE001 - huggingface_hub's errors (HTTP, network, offline): one line each
+        raise _hub_error(what, e) from None
     matches = sorted(n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(Path(n).name, pattern))
-    return sha, matches, info
+    return sha, matches, card
 
 
-def hf_resolve_url(repo: str, revision: str, path: str) -> str:
-    return f"{hf_endpoint()}/datasets/{repo}/resolve/{revision}/{urllib.parse.quote(path)}"
+hf_resolve_url = hfhub.resolve_url
 
 
 def expand_hf(src: HFSource, where: str) -> list[SourceEntry]:
     """List the repository once and pin every matching file to the commit sha."""
-    sha, files, info = list_hf_files(src.repo, src.pattern, src.revision)
+    sha, files, card = list_hf_files(src.repo, src.pattern, src.revision)
     if not files:
         raise SourceError(f"{where}: hf dataset {src.repo}@{src.revision} has no file matching {src.pattern!r}")
-    card = info.get("cardData") or {}
     lic = card.get("license", "")
     lic = ",".join(lic) if isinstance(lic, list) else str(lic)
     return [

@@ -14,8 +14,9 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from avbench.curate.throttle import RETRY_STATUSES, parse_retry_after
 from avbench.errors import PERMANENT, TRANSIENT, ConfigError, SourceFailure
 
 # The smallest rendition of at least 360p that has audio (merged from separate streams when needed);
@@ -99,7 +100,7 @@ class FetchOptions:
     retries: int  # HTTP / fragment / extractor retries within one attempt
     backoff_s: float  # sleep before retry n is backoff_s * 2**n (capped at 60 s)
     sleep_s: float  # pause before each download
-    rate_limit: str | None  # bytes/s, e.g. "2M"
+    rate_limit: str | None  # bytes/s per download, e.g. "2M" (DownloadConfig turns a global cap into this)
     cookies: str | None
     socket_timeout_s: float
 
@@ -150,20 +151,38 @@ def download_options(fo: FetchOptions, outdir: Path, stem: str, *, logger: Any =
     return opts
 
 
-def extract(url: str, opts: dict[str, Any], *, download: bool) -> dict:
-    """yt-dlp's sanitised info dict for `url` (downloading the media when `download`)."""
+def _paced(before_request: Callable[[str], None]):
+    """A YoutubeDL whose every request (page, API, media, fragment: all go through `urlopen`) first
+    calls `before_request(host)`."""
     import yt_dlp
 
-    with yt_dlp.YoutubeDL(opts) as ydl:
+    class PacedYoutubeDL(yt_dlp.YoutubeDL):
+        def urlopen(self, req):
+            url = req if isinstance(req, str) else getattr(req, "url", None) or req.get_full_url()
+            before_request(urllib.parse.urlsplit(url).netloc)
+            return super().urlopen(req)
+
+    return PacedYoutubeDL
+
+
+def extract(url: str, opts: dict[str, Any], *, download: bool,
+            before_request: Callable[[str], None] | None = None) -> dict:
+    """yt-dlp's sanitised info dict for `url` (downloading the media when `download`); `before_request`
+    is called with the host before each HTTP request (per-host pacing)."""
+    import yt_dlp
+
+    cls = yt_dlp.YoutubeDL if before_request is None else _paced(before_request)
+    with cls(opts) as ydl:
         return ydl.sanitize_info(ydl.extract_info(url, download=download)) or {}
 
 
-def fetch(url: str, fo: FetchOptions, outdir: Path, stem: str) -> tuple[Path, dict[str, str]]:
+def fetch(url: str, fo: FetchOptions, outdir: Path, stem: str, *,
+          before_request: Callable[[str], None] | None = None) -> tuple[Path, dict[str, str]]:
     """Download `url` into `outdir`; (the file, provenance for the record)."""
     import yt_dlp
 
     check_url(url)
-    info = extract(url, download_options(fo, outdir, stem), download=True)
+    info = extract(url, download_options(fo, outdir, stem), download=True, before_request=before_request)
     downloads = info.get("requested_downloads") or []
     path = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
     if path is None or not path.exists():
@@ -181,6 +200,20 @@ def fetch(url: str, fo: FetchOptions, outdir: Path, stem: str) -> tuple[Path, di
         "availability": info.get("availability") or "",
     }
     return path, meta
+
+
+def retry_hint(exc: BaseException) -> tuple[bool, float | None]:
+    """(may waiting and fetching again cure it, the server's Retry-After in seconds). Only HTTP 408, 425,
+    429 and 5xx: yt-dlp already retries transport errors and 5xx inside a transfer (`retries`), but not
+    429, not the extraction's first request, and it never reads Retry-After."""
+    from yt_dlp.networking.exceptions import HTTPError
+    from yt_dlp.utils import DownloadError
+
+    cause = exc.exc_info[1] if isinstance(exc, DownloadError) and exc.exc_info else exc
+    if isinstance(cause, HTTPError) and cause.status in RETRY_STATUSES:
+        headers = getattr(cause.response, "headers", None) or {}
+        return True, parse_retry_after(headers.get("Retry-After"))
+    return False, None
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

@@ -4,16 +4,22 @@ Python's SimpleHTTPRequestHandler ignores Range headers, which makes yt-dlp/ffmp
 empty files on partial reads; this server answers `Range: bytes=a-b` with 206 like a real CDN does.
 
 Faults (set per path, optionally only for the first `times` requests, then the file is served):
-  "404", "403", "429"  the status code with a small body
+  "404", "403", "429", "500", "503"  the status code with a small body (and `Retry-After: retry_after`
+                       when the entry sets it)
   "reset"              full Content-Length announced, half the body sent, then a TCP RST
   "truncate"           full Content-Length announced, half the body sent, then a clean close
   "slow"               the body trickles out in small chunks (for kill-mid-download tests)
+The server counts requests in flight (`max_active`: the most at once), so a test can see a client's
+per-host concurrency limit from the server's side, and records when each request arrived (`arrivals`).
+`add_hf_dataset` registers the few hub endpoints huggingface_hub calls (point HF_ENDPOINT at `url("")`).
 Content faults (an HTML page served as .mp4, a zero-length file, a file without audio) are just
 different bytes registered under a path, so they go through the normal serving path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import socket
 import struct
@@ -32,6 +38,10 @@ class Entry:
     slow_chunk: int = 4096
     slow_delay_s: float = 0.02
     ranges: bool = True  # False: ignore Range headers like SimpleHTTPRequestHandler does
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every successful answer
+    retry_after: str | None = None  # sent with a status fault
+    fault_headers: dict[str, str] = field(default_factory=dict)  # sent with a status fault (X-Error-Code: GatedRepo)
+    hold_s: float = 0.0  # keep each request open this long before answering (to observe concurrency)
 
 
 @dataclass
@@ -39,6 +49,10 @@ class ServerState:
     entries: dict[str, Entry] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     bytes_sent: dict[str, int] = field(default_factory=dict)
+    arrivals: list[tuple[str, float]] = field(default_factory=list)  # (path, time.monotonic())
+    authorization: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Authorization header)
+    active: int = 0
+    max_active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,17 +85,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=False)
 
     def _serve(self, head: bool) -> None:
+        state = self.server.state
+        with state.lock:
+            state.active += 1
+            state.max_active = max(state.max_active, state.active)
+        try:
+            self._answer(head)
+        finally:
+            with state.lock:
+                state.active -= 1
+
+    def _answer(self, head: bool) -> None:
         path = self.path.split("?", 1)[0]
         state = self.server.state
         rng = self.headers.get("Range")
         with state.lock:
             state.requests.append((path, rng))
+            state.arrivals.append((path, time.monotonic()))
+            state.authorization.append((path, self.headers.get("Authorization")))
         entry = state.entries.get(path)
         if entry is None:
             return self._status(404)
+        if entry.hold_s:
+            time.sleep(entry.hold_s)
         fault = self._take_fault(entry)
-        if fault in ("404", "403", "429", "500"):
-            return self._status(int(fault))
+        if fault in ("404", "403", "429", "500", "503"):
+            return self._status(int(fault), entry.retry_after, entry.fault_headers)
 
         body = entry.body
         start, end = 0, len(body) - 1
@@ -111,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
+        for k, v in entry.headers.items():
+            self.send_header(k, v)
         self.end_headers()
         if head:
             return
@@ -141,13 +172,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self._count(path, len(payload))
 
-    def _status(self, code: int) -> None:
+    def _status(self, code: int, retry_after: str | None = None, headers: dict[str, str] | None = None) -> None:
         body = f"<html><body>error {code}</body></html>".encode()
         self.send_response(code)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a body after a HEAD answer would corrupt the next one on this connection
+            self.wfile.write(body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -178,6 +214,10 @@ class FaultServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}{path}"
 
+    def arrivals_for(self, path: str) -> list[float]:
+        with self.state.lock:
+            return [t for p, t in self.state.arrivals if p == path]
+
     def requests_for(self, path: str) -> list[str | None]:
         with self.state.lock:
             return [r for p, r in self.state.requests if p == path]
@@ -189,3 +229,23 @@ class FaultServer:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def add_hf_dataset(srv: FaultServer, repo: str, sha: str, files: dict[str, bytes], *, revision: str = "main",
+                   card: dict | None = None) -> dict[str, str]:
+    """Answer the hub API for one dataset repository the way huggingface_hub expects (checked by logging
+    its requests): `revision/{rev}` (info with the commit sha, card and siblings), `tree/{sha}` (the
+    recursive listing) and `resolve/{sha}/{path}` with the X-Repo-Commit/ETag headers hf_hub_download
+    needs. Returns {path: resolve URL path} so a test can inject faults there."""
+    info = {"id": repo, "sha": sha, "cardData": card or {}, "siblings": [{"rfilename": f} for f in files]}
+    body = json.dumps(info).encode()
+    for rev in {revision, sha}:
+        srv.add(f"/api/datasets/{repo}/revision/{rev}", body, content_type="application/json")
+    tree = [{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()} for f, b in files.items()]
+    srv.add(f"/api/datasets/{repo}/tree/{sha}", json.dumps(tree).encode(), content_type="application/json")
+    out = {}
+    for f, b in files.items():
+        path = f"/datasets/{repo}/resolve/{sha}/{f}"
+        srv.add(path, b, headers={"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(b).hexdigest()}"'})
+        out[f] = path
+    return out
