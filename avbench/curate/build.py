@@ -26,6 +26,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from avbench.curate.download import DownloadConfig, download_stage, load_entries
+from avbench.curate.executors import check_executor, open_executor
 from avbench.curate.partition import Partition
 from avbench.curate.resample import resample_stage
 from avbench.curate.scenes import scene_cut_stage
@@ -48,6 +49,12 @@ class BuildConfig:
         "help": "Processes for scene-cut and resample (0 = one per core).", "min": 0})
     jobs: int = field(default=1, metadata={"help": "Concurrent downloads.", "min": 1})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    executor: str = field(default="local", metadata={
+        "help": "local | ray: where jobs run (ray: one Ray task per source and stage, same markers; "
+                "needs the `ray` extra; --workers then caps tasks in flight, 0 = as the cluster's CPUs allow)."})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "With --executor ray: address of a running Ray cluster (e.g. auto); default: RAY_ADDRESS, "
+                "else a local Ray started for this build."})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "partition", Partition.parse(self.partition))
@@ -111,13 +118,18 @@ def default_root(spec_name: str) -> Path:
 
 def build_dataset(cfg: BuildConfig) -> BuildSummary:
     """Run every stage for `cfg.spec` into `cfg.root`; resumable; returns per-stage counts and failures."""
+    check_executor(cfg.executor)  # before anything runs
     spec = load_spec(cfg.spec)
     root = Path(cfg.root) if cfg.root is not None else default_root(spec.name)
+    lock = cfg.lock
+    if cfg.executor != "local":  # workers elsewhere have another working directory: absolute paths only
+        root, lock = root.absolute(), (Path(lock).absolute() if lock is not None else None)
+        spec = load_spec(spec.path.absolute())
     part = cfg.partition
     summary = BuildSummary(root=root, partition=part)
     root.mkdir(parents=True, exist_ok=True)
 
-    dl_cfg = DownloadConfig(root=root, spec=str(spec.path), lock=cfg.lock, jobs=cfg.jobs, partition=part,
+    dl_cfg = DownloadConfig(root=root, spec=str(spec.path), lock=lock, jobs=cfg.jobs, partition=part,
                             progress=False)
     entries, _ = load_entries(dl_cfg)  # resolves searches when needed and pins ROOT/lock.csv
     stages = [
@@ -126,9 +138,10 @@ def build_dataset(cfg: BuildConfig) -> BuildSummary:
         (resample_stage(spec), cfg.workers),
         (ShardStage(spec, ShardConfig()), 1),
     ]
-    with _display(cfg.progress) as progress:
+    with open_executor(cfg.executor, ray_address=cfg.ray_address) as dispatch, _display(cfg.progress) as progress:
         for stage, workers in stages:
-            st = run_stage(stage, root, part, workers=workers, progress=progress if progress is not None else False)
+            st = run_stage(stage, root, part, workers=workers, progress=progress if progress is not None else False,
+                           dispatch=dispatch)
             if stage.name == "shard":
                 if "shards" in st.results:
                     summary.shard = ShardSummary(**st.results["shards"])

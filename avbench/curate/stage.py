@@ -1,9 +1,10 @@
-"""The Stage protocol and its local executor `run_stage`.
+"""The Stage protocol, its bookkeeping `run_stage`, and the local executor `local_dispatch`.
 
 A stage (download, scene-cut, resample, shard) does the work of ONE job; the executor does everything
 else: which jobs to skip (the stage marks them `done`), cleaning the stage's own temp files before a
 job runs again, parallelism, failure records, progress and the summary. That split is the seam other
-executors (SLURM arrays, Ray) plug into: they run any stage the same way.
+executors (SLURM arrays, Ray) plug into: they run any stage the same way. Within `run_stage`, only the
+dispatch (which worker runs a job: a local thread or process, a Ray task) differs between executors.
 
 Failures: a stage raises `avbench.errors.SourceFailure(cls, message)`; any other exception becomes a
 permanent failure with its one-line `Type: message`. Either is written to
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from rich.progress import Progress
 
@@ -105,7 +107,7 @@ def failure_path(root: Path, stage: str, source_id: str) -> Path:
     return Path(root) / "failures" / stage / f"{source_id}.json"
 
 
-def _call(stage: Stage, job: Job) -> tuple[str, Any]:
+def call_job(stage: Stage, job: Job) -> tuple[str, Any]:
     """Run in the worker: turn every exception into a one-line reason (a crash must not kill the run)."""
     try:
         return "ok", stage.run(job)
@@ -115,12 +117,43 @@ def _call(stage: Stage, job: Job) -> tuple[str, Any]:
         return "failed", (f"{type(e).__name__}: {e}".splitlines()[0], "permanent")
 
 
+def worker_crashed(e: BaseException) -> tuple[str, Any]:
+    """The outcome of a job whose worker died (OOM killer, lost node) before `call_job` could answer: transient,
+    since the same job on a fresh worker may well succeed."""
+    return "failed", (f"worker crashed: {type(e).__name__}: {e}".splitlines()[0], "transient")
+
+
+class Dispatch(Protocol):
+    """How an executor runs jobs: one `(status, value)` outcome of `call_job` per job, yielded IN THE ORDER OF
+    `jobs` (never of completion), at most `workers` at once (0: the executor's own default)."""
+
+    def __call__(self, stage: Stage, jobs: list[Job], workers: int) -> Iterator[tuple[str, Any]]: ...
+
+
+def local_dispatch(stage: Stage, jobs: list[Job], workers: int) -> Iterator[tuple[str, Any]]:
+    """This machine: threads or spawned processes (per `stage.parallelism`); 0 workers = one per core."""
+    workers = min(workers or default_workers(), max(1, len(jobs)))
+    if workers <= 1:
+        for job in jobs:
+            yield call_job(stage, job)
+        return
+    with _executor(stage.parallelism, workers) as pool:
+        pending = [pool.submit(call_job, stage, job) for job in jobs]
+        for fut in pending:
+            try:
+                yield fut.result()
+            except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
+                yield worker_crashed(e)
+
+
 def run_stage(stage: Stage, root: Path, partition: Partition = Partition(0, 1), *, workers: int = 0,
-              progress: bool | Progress = True) -> StageSummary:
+              progress: bool | Progress = True, dispatch: Dispatch = local_dispatch) -> StageSummary:
     """Run every job of `stage` for this root and slice that is not done yet.
 
-    `workers`: threads or processes (per `stage.parallelism`); 0 = one per core. `progress`: True for
-    a rich bar, False for none, or a `rich.progress.Progress` to add a task to (build shares one).
+    `workers`: at most this many jobs at once (0 = the dispatch's default: one per core locally).
+    `progress`: True for a rich bar, False for none, or a `rich.progress.Progress` to add a task to (build
+    shares one). `dispatch`: how jobs reach workers (`local_dispatch`, or the Ray executor's); everything
+    else — skipping, cleanup, failure records, the summary — is done here, the same for every executor.
     """
     if stage.parallelism not in PARALLELISM:
         raise ValueError(f"stage {stage.name}: parallelism must be one of {PARALLELISM}, not {stage.parallelism!r}")
@@ -135,7 +168,6 @@ def run_stage(stage: Stage, root: Path, partition: Partition = Partition(0, 1), 
             summary.skipped += 1
         else:
             todo.append(job)
-    workers = min(workers or default_workers(), max(1, len(todo)))
 
     def record(job: Job, status: str, value: Any) -> None:
         fpath = failure_path(root, stage.name, job.source_id)
@@ -155,21 +187,14 @@ def run_stage(stage: Stage, root: Path, partition: Partition = Partition(0, 1), 
         for job in todo:
             # before any worker starts: a leftover of a killed run must not be mistaken for output
             stage.cleanup(root, job)
-        if workers <= 1:
-            for job in todo:
-                record(job, *_call(stage, job))
-                advance()
-        else:
-            with _executor(stage.parallelism, workers) as pool:
-                pending = [pool.submit(_call, stage, job) for job in todo]
-                for job, fut in zip(todo, pending):
-                    try:
-                        status, value = fut.result()
-                    except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
-                        reason = f"worker crashed: {type(e).__name__}: {e}".splitlines()[0]
-                        status, value = "failed", (reason, "transient")
+        if todo:
+            outcomes = dispatch(stage, todo, workers)
+            try:
+                for job, (status, value) in zip(todo, outcomes, strict=True):
                     record(job, status, value)
                     advance()
+            finally:  # now, not at garbage collection: an interrupted run stops its workers (Ray cancels)
+                getattr(outcomes, "close", lambda: None)()
     return summary
 
 
