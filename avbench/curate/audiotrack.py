@@ -15,6 +15,7 @@ scale of it, so concert audio keeps its level instead of the 7–10 dB loss of a
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -40,6 +41,11 @@ def downmix_weights(names: list[str]) -> np.ndarray | None:
     return np.array([0.5 * (left + right) for left, right in (_TO_STEREO[n] for n in names)], np.float32)
 
 
+@functools.lru_cache(maxsize=64)
+def _weights_of(names: tuple[str, ...]) -> np.ndarray | None:
+    return downmix_weights(list(names))  # once per layout, not once per 1024-sample frame
+
+
 def frame_to_mono(frame) -> np.ndarray:
     """An av.AudioFrame → float32 mono (the standard downmix above), full scale = 1.0."""
     x = frame.to_ndarray()
@@ -55,7 +61,7 @@ def frame_to_mono(frame) -> np.ndarray:
         x = (x.astype(np.float32) - 128.0) / 128.0
     else:
         x = x.astype(np.float32)
-    weights = downmix_weights([c.name for c in frame.layout.channels])
+    weights = _weights_of(tuple(c.name for c in frame.layout.channels))
     if weights is None:
         return x.mean(axis=0, dtype=np.float32)
     return (weights @ x).astype(np.float32)

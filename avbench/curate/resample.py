@@ -18,7 +18,9 @@ first sample sits on a common multiple of both sample periods. The pass starts a
 the beginning of the file and never seeks, so AAC pre-roll after a seek cannot occur; AAC priming and
 decoder padding are handled by trusting each frame's pts and cutting clips by sample index.
 
-Pictures are turned upright first when the stream carries a display matrix (phones store portrait
+Pictures: only the source frames that some output frame shows are converted, each once, straight from
+the decoder's pixel format to the output sizes (`pictures.Shrinker`: libswscale crop + area scale, clip
+format 2); they are turned upright when the stream carries a display matrix (phones store portrait
 video as landscape plus a rotation); the rotation applied is recorded.
 
 Each clip is written as `<key>.<size>.mp4` (video only, `avbench.media`'s reproducible H.264) and
@@ -47,7 +49,7 @@ import numpy as np
 from avbench.curate.audiotrack import SOXR_QUALITY, AudioTrack
 from avbench.curate.filters import evaluate_filters
 from avbench.curate.partition import Partition
-from avbench.curate.pictures import display_rotation, fit_square, upright
+from avbench.curate.pictures import SCALER, Shrinker, display_rotation
 from avbench.curate.records import ready_sources
 from avbench.curate.scenes import scenes_path
 from avbench.curate.spec import DatasetSpec, Filters, OutputFormat
@@ -61,6 +63,10 @@ AUDIO_END_SLACK_S = 1.0  # how far a stream's decoded end may fall short of its 
 # Clip FLACs have been quantised with 32767 as full scale since the first shard format; another scale
 # would change every shard's bytes for a 0.0003 dB difference.
 FLAC_FULL_SCALE = 32767.0
+# The pixels' recipe, in every clips.json and so in every shard sample's "processing": 1 = full-size
+# RGB shrunk by OpenCV INTER_AREA; 2 = cropped and scaled by libswscale in the decoder's pixel format
+# (pictures.SCALER). Bump it whenever the same source would give other pixels.
+CLIP_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,10 @@ class ResampleConfig:
         "help": "Parallel worker processes (0 = one per core), one encoder thread each.", "min": 0})
     partition: Partition = field(default=Partition(0, 1), metadata={
         "help": "Process only slice I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8."})
+    decoder_threads: int = field(default=1, metadata={
+        "help": "Decoder threads per source (0 = FFmpeg's choice); pixels do not depend on it. 1 spends the "
+                "least CPU per source-hour when every core runs a worker; more shorten one source's wall time.",
+        "min": 0})
     progress: Any = field(default=True, metadata={"help": "Show a progress bar."})
 
 
@@ -116,7 +126,8 @@ def plan_clips(source_id: str, spans: list[tuple[float, float, int]], fps: int) 
 
 
 def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, float, int]], out_dir: Path,
-                  output: OutputFormat, filters: Filters, label: str | None = None) -> dict[str, Any]:
+                  output: OutputFormat, filters: Filters, label: str | None = None,
+                  decoder_threads: int = 1) -> dict[str, Any]:
     """Decode `path` once and write every clip of `spans` to `out_dir`; returns what clips.json records
     about the pass (the caller writes clips.json)."""
     import av
@@ -149,13 +160,16 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
         raise SourceFailure("permanent", f"{label}: cannot be opened ({e.strerror or e}); "
                             "the file is damaged, re-download (or replace) it") from None
 
+    shrinkers = {s: Shrinker(s, output.resize) for s in sizes}
+
     def pictures(frame_id: int, frame) -> dict[int, np.ndarray]:
+        """Only frames that some output frame shows get here (sample-and-hold picks one source frame
+        per output frame), each converted once however many output frames hold it."""
         nonlocal cache
         if cache is None or cache[0] != frame_id:
             rotation = display_rotation(frame)
             rotations.add(rotation)
-            rgb = upright(frame.to_ndarray(format="rgb24"), rotation)
-            cache = (frame_id, {s: fit_square(rgb, s, output.resize) for s in sizes})
+            cache = (frame_id, {s: shrink(frame, rotation) for s, shrink in shrinkers.items()})
         return cache[1]
 
     def fill_until(t_next: float | None) -> None:
@@ -202,8 +216,13 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
             raise SourceFailure("permanent", f"{label}: needs one video and one audio stream; "
                                 "re-download it with audio or drop it")
         vs, as_ = container.streams.video[0], container.streams.audio[0]
-        for s in (vs, as_):
-            s.codec_context.thread_count = 1
+        as_.codec_context.thread_count = 1
+        if decoder_threads == 1:
+            vs.codec_context.thread_count = 1
+        else:
+            # H.264 frame threading is bit-exact (test_curate_resample_speed checks the clips' bytes)
+            vs.thread_type = "AUTO"
+            vs.codec_context.thread_count = decoder_threads
         v0 = Fraction(vs.start_time or 0) * vs.time_base
         audio_declared_end = _declared_end(as_, container, v0)
         for packet in container.demux(vs, as_):
@@ -307,6 +326,7 @@ class _Job:
     output: OutputFormat
     filters: Filters
     sha256: str | None
+    decoder_threads: int = 1
 
 
 def _resample_one(job: _Job) -> dict[str, Any]:
@@ -318,10 +338,12 @@ def _resample_one(job: _Job) -> dict[str, Any]:
                             f"first (see failures/scene-cut/{job.source_id}.json if it failed there)")
     table = pd.read_parquet(job.scenes)
     spans = list(zip(table["start"].astype(float), table["end"].astype(float), table["scene_index"].astype(int)))
-    result = resample_file(job.path, job.source_id, spans, job.out_dir, job.output, job.filters, job.label)
+    result = resample_file(job.path, job.source_id, spans, job.out_dir, job.output, job.filters, job.label,
+                           job.decoder_threads)
     meta = {
         "source_id": job.source_id, "source_sha256": job.sha256,
         "status": result["status"], "damage_at_s": result["damage_at_s"], "decode_errors": result["decode_errors"],
+        "clip_format": CLIP_FORMAT,
         "timeline": "t = 0 at the video stream's start_time; each stream placed by its own pts",
         "video_start_s": result["video_start_s"], "audio_start_s": result["audio_start_s"],
         "audio_gaps": result["audio_gaps"], "rotation_deg": result["rotation_deg"],
@@ -329,7 +351,7 @@ def _resample_one(job: _Job) -> dict[str, Any]:
             "video": "sample-and-hold: frame k = latest source frame with timestamp <= start + k/fps",
             "audio": f"ITU-R BS.775 downmix to mono (LFE dropped) at the source rate, then soxr {SOXR_QUALITY} "
                      f"to {job.output.sample_rate} Hz",
-            "soxr_quality": SOXR_QUALITY, "resize": job.output.resize, "resize_filter": "cv2.INTER_AREA",
+            "soxr_quality": SOXR_QUALITY, "resize": job.output.resize, "resize_filter": SCALER,
         },
         "encoder": {**h264_settings(job.output).describe(), "audio": "flac s16"},
         "fps": job.output.fps, "sample_rate": job.output.sample_rate, "sizes": sorted(job.output.sizes),
@@ -360,6 +382,7 @@ class ResampleStage:
 
     output: OutputFormat
     filters: Filters
+    decoder_threads: int = 1
     name: str = "resample"
     parallelism: str = "processes"
 
@@ -371,7 +394,7 @@ class ResampleStage:
             clip_dir = clips_dir(root, sid)
             upstream = not scenes_path(root, sid).exists() and failure_path(root, "scene-cut", sid).exists()
             arg = _Job(sid, root / rec["path"], source_label(rec), scenes_path(root, sid), clip_dir,
-                       self.output, self.filters, rec.get("sha256"))
+                       self.output, self.filters, rec.get("sha256"), self.decoder_threads)
             out.append(Job(sid, (clip_dir / "clips.json").exists(), arg, upstream_failed=upstream))
         return out
 
@@ -386,12 +409,12 @@ class ResampleStage:
                 tmp.unlink(missing_ok=True)
 
 
-def resample_stage(spec: DatasetSpec) -> ResampleStage:
-    return ResampleStage(spec.output, spec.filters)
+def resample_stage(spec: DatasetSpec, decoder_threads: int = 1) -> ResampleStage:
+    return ResampleStage(spec.output, spec.filters, decoder_threads)
 
 
 def resample_sources(spec: DatasetSpec, root: str | Path, cfg: ResampleConfig = ResampleConfig(),
                      progress: Any = None) -> StageSummary:
     """Resample every ready source of this partition that has a clip table (resumable per source)."""
-    return run_stage(resample_stage(spec), Path(root), cfg.partition, workers=cfg.workers,
+    return run_stage(resample_stage(spec, cfg.decoder_threads), Path(root), cfg.partition, workers=cfg.workers,
                      progress=cfg.progress if progress is None else progress)
