@@ -7,6 +7,9 @@ written atomically (temp file + rename): `records/<id>.json` (download), `scenes
 marker or none (temp files a kill leaves are removed by the stage's `cleanup` on the next run), and
 rerunning the same command finishes the work with the same bytes.
 
+An unpartitioned run that sharded something ends by writing the dataset card, ROOT/README.md
+(curate/card.py), from the records just written.
+
 `--partition i/N` runs download, scene-cut and resample for one deterministic slice of the sources (a
 SLURM array task) and skips the shard stage; the merge job then runs the whole build once more, which
 only checks markers, fills any gap, and shards (`scripts/slurm/build.sbatch`).
@@ -25,6 +28,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from avbench.curate.card import write_card
 from avbench.curate.download import DownloadConfig, download_stage, load_entries
 from avbench.curate.executors import check_executor, open_executor
 from avbench.curate.partition import Partition
@@ -149,6 +153,8 @@ def build_dataset(cfg: BuildConfig) -> BuildSummary:
                     summary.failures["shard"] = dict(st.failures)
                 continue
             _record(summary, st, stage, root, part)
+    if summary.shard is not None and not summary.nothing_built:  # the card describes shards that exist
+        write_card(spec, root)
     return summary
 
 

@@ -35,7 +35,8 @@ MARKDOWN_TAIL = ["fvd_profile", "fvd_n_generated", "fad_random_weights", "date"]
 DEFAULT_PROTOCOL = "avbench"  # records written before protocols were recorded used this rule
 
 
-def _fmt(v) -> str:
+def format_value(v) -> str:
+    """How a value is written in a leaderboard cell (also by the metrics report)."""
     if v is None:
         return ""
     if isinstance(v, float):
@@ -76,7 +77,7 @@ def record_row(rec: dict) -> dict[str, str]:
         "dataset_spec_hash": rec.get("dataset_spec_hash"), "overrides": rec.get("overrides"),
         "warnings": rec.get("warnings"), "avbench_version": rec.get("avbench_version"), "git_commit": rec.get("git_commit"),
     }
-    return {c: _fmt(row.get(c)) for c in COLUMNS}
+    return {c: format_value(row.get(c)) for c in COLUMNS}
 
 
 def _majority(values: list[str]) -> str:
@@ -125,14 +126,19 @@ def _cell(v: str) -> str:
     return v.replace("|", "\\|")
 
 
-def _table(rows: list[dict[str, str]], protocol: str, extra: tuple[str, ...] = ()) -> list[str]:
+def score_columns(rows: list[dict[str, str]]) -> list[str]:
+    """The score columns a table of these rows shows: the fixed ones in use, then any other score."""
     other = sorted({k for r in rows for k in json.loads(r["other_scores"] or "{}")})
-    scores = [c for c in SCORES if any(r[c] for r in rows)] + other
+    return [c for c in SCORES if any(r[c] for r in rows)] + other
+
+
+def _table(rows: list[dict[str, str]], protocol: str, extra: tuple[str, ...] = ()) -> list[str]:
+    scores = score_columns(rows)
     head = ["name", *(f"{c} ({protocol})" for c in scores), *MARKDOWN_TAIL, *extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         others = json.loads(r["other_scores"] or "{}")
-        vals = [r["name"], *(r[c] if c in SCORES else _fmt(others.get(c)) for c in scores),
+        vals = [r["name"], *(r[c] if c in SCORES else format_value(others.get(c)) for c in scores),
                 *(r[c] for c in MARKDOWN_TAIL), *(r[c] for c in extra)]
         lines.append("| " + " | ".join(_cell(v) for v in vals) + " |")
     return lines
