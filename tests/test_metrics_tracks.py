@@ -8,7 +8,7 @@ import shutil
 import tarfile
 
 import pytest
-from support.evalkit import make_sample_folder
+from support.evalkit import make_sample_folder, track_toml
 from typer.testing import CliRunner
 
 from avbench.cli import app
@@ -61,19 +61,6 @@ def test_shipped_tracks_cover_both_datasets_sizes_and_tasks():
             assert "fvd" not in t.metrics and "fad" in t.metrics
 
 
-GOOD = """name = "{name}"
-description = "a test track"
-spec = "demo"
-split = "test"
-size = 64
-task = "unconditional"
-protocol = "avbench"
-metrics = ["av_align"]
-clip_count = 3
-seed = 0
-"""
-
-
 @pytest.mark.parametrize("edit,message", [
     (lambda t: t + 'clips = 3\n', "unknown key 'clips'"),
     (lambda t: t.replace('seed = 0\n', ''), "missing required key 'seed'"),
@@ -90,7 +77,7 @@ seed = 0
 ])
 def test_track_validation_names_file_and_key(tmp_path, edit, message):
     path = tmp_path / "t1.toml"
-    path.write_text(edit(GOOD.format(name="t1")))
+    path.write_text(edit(track_toml("t1")))
     if message is None:
         assert load_track(str(path), METRIC_FLAGS).fvd_profile == "tf"
         return
@@ -111,7 +98,7 @@ def test_metric_flags_are_eval_options():
 
 
 def _write_track(dirpath, name, **changes):
-    text = GOOD.format(name=name)
+    text = track_toml(name)
     for k, v in changes.items():
         text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{k} =")) + f"\n{k} = {v}\n"
     path = dirpath / f"{name}.toml"

@@ -11,23 +11,11 @@ import shutil
 
 import pytest
 from support.browser import assert_rendered, render, require_browser
-from support.evalkit import make_clip, make_sample_folder
+from support.evalkit import make_clip, make_sample_folder, track_toml
 from typer.testing import CliRunner
 
 from avbench.cli import app
 from avbench.metrics.contact_sheet import SheetRow, thumbnails, write_contact_sheet
-
-TRACK = """name = "avsync-64"
-description = "AV-Align only (weight-free) on the test demo build"
-spec = "demo"
-split = "test"
-size = 64
-task = "unconditional"
-protocol = "avbench"
-metrics = ["av_align"]
-clip_count = 3
-seed = 0
-"""
 
 
 def _cli(*args):
@@ -39,7 +27,7 @@ def results(demo_dataset, tmp_path_factory):
     base = tmp_path_factory.mktemp("report-metrics")
     samples = make_sample_folder(base / "gen", 4, "a")
     track = base / "avsync-64.toml"
-    track.write_text(TRACK)
+    track.write_text(track_toml("avsync-64", "AV-Align only (weight-free) on the test demo build"))
     results = base / "results"
     mp = pytest.MonkeyPatch()
     mp.setenv("AVBENCH_CACHE", str(base / "cache"))

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from avbench.errors import MetricsError
@@ -144,25 +145,58 @@ def _table(rows: list[dict[str, str]], protocol: str, extra: tuple[str, ...] = (
     return lines
 
 
+@dataclass
+class Table:
+    rows: list[int]  # indices into the rows given to `sections`
+    protocol: str
+    flagged: bool = False
+    caption: str | None = None
+
+
+@dataclass
+class Section:
+    heading: str
+    tables: list[Table] = field(default_factory=list)
+    note: str | None = None  # said instead of the comparable table when there is none
+
+
+def sections(rows: list[dict[str, str]]) -> list[Section]:
+    """How the leaderboard is laid out (Markdown here, HTML in the metrics report): one section per
+    track, its comparable rows first and each flagged protocol in a table of its own; then one section
+    per protocol for the records without a track."""
+    out: list[Section] = []
+    for track in sorted({r["track"] for r in rows if r["track"]}):
+        group = [i for i, r in enumerate(rows) if r["track"] == track]
+        good = [i for i in group if not rows[i]["flag"]]
+        ref = rows[(good or group)[0]]
+        sec = Section(f"Track {track} · protocol {ref['protocol']} · reference {ref['reference_fingerprint'][:12]}")
+        if good:
+            sec.tables.append(Table(good, ref["protocol"]))
+        else:
+            sec.note = "(no comparable rows)"
+        flagged = [i for i in group if rows[i]["flag"]]
+        for protocol in sorted({rows[i]["protocol"] for i in flagged}):
+            sec.tables.append(Table([i for i in flagged if rows[i]["protocol"] == protocol], protocol, flagged=True,
+                                    caption=f"Not comparable with track {track} (flagged), protocol {protocol}:"))
+        out.append(sec)
+    for protocol in sorted({r["protocol"] for r in rows if not r["track"]}):
+        idx = [i for i, r in enumerate(rows) if not r["track"] and r["protocol"] == protocol]
+        out.append(Section(f"No track · protocol {protocol}", [Table(idx, protocol)]))
+    return out
+
+
 def to_markdown(rows: list[dict[str, str]]) -> str:
     """One table per track (flagged rows in their own table below it), then one per protocol for the
     records without a track."""
     out: list[str] = []
-    tracks = sorted({r["track"] for r in rows if r["track"]})
-    for track in tracks:
-        group = [r for r in rows if r["track"] == track]
-        good = [r for r in group if not r["flag"]]
-        ref = good[0] if good else group[0]
-        out += [f"### Track {track} · protocol {ref['protocol']} · reference {ref['reference_fingerprint'][:12]}", ""]
-        out += _table(good, ref["protocol"]) if good else ["(no comparable rows)"]
-        flagged = [r for r in group if r["flag"]]
-        for protocol in sorted({r["protocol"] for r in flagged}):
-            out += ["", f"Not comparable with track {track} (flagged), protocol {protocol}:", ""]
-            out += _table([r for r in flagged if r["protocol"] == protocol], protocol, extra=("flag",))
-        out.append("")
-    for protocol in sorted({r["protocol"] for r in rows if not r["track"]}):
-        out += [f"### No track · protocol {protocol}", ""]
-        out += _table([r for r in rows if not r["track"] and r["protocol"] == protocol], protocol)
+    for sec in sections(rows):
+        out += [f"### {sec.heading}", ""]
+        if sec.note:
+            out.append(sec.note)
+        for table in sec.tables:
+            if table.caption:
+                out += ["", table.caption, ""]
+            out += _table([rows[i] for i in table.rows], table.protocol, extra=("flag",) if table.flagged else ())
         out.append("")
     return "\n".join(out)
 

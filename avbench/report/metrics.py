@@ -127,24 +127,15 @@ def _protocol_table(page: Page, pairs: list[tuple[dict[str, str], dict]], scores
 
 def _leaderboard(page: Page, records: list[dict]) -> None:
     rows = lb.flag_rows([lb.record_row(r) for r in records])
-    pairs = list(zip(rows, records))
     page.heading("Leaderboard")
-    for track in sorted({r["track"] for r in rows if r["track"]}):
-        group = [p for p in pairs if p[0]["track"] == track]
-        good = [p for p in group if not p[0]["flag"]]
-        ref = (good or group)[0][0]
-        page.heading(f"Track {track} · protocol {ref['protocol']} · reference {ref['reference_fingerprint'][:12]}", 3)
-        if good:
-            _table(page, good, ref["protocol"])
-        else:
-            page.paragraph("(no comparable rows)")
-        flagged = [p for p in group if p[0]["flag"]]
-        for protocol in sorted({p[0]["protocol"] for p in flagged}):
-            page.paragraph(f"Not comparable with track {track} (flagged), protocol {protocol}:")
-            _table(page, [p for p in flagged if p[0]["protocol"] == protocol], protocol, flagged=True)
-    for protocol in sorted({r["protocol"] for r in rows if not r["track"]}):
-        page.heading(f"No track · protocol {protocol}", 3)
-        _table(page, [p for p in pairs if not p[0]["track"] and p[0]["protocol"] == protocol], protocol)
+    for sec in lb.sections(rows):
+        page.heading(sec.heading, 3)
+        if sec.note:
+            page.paragraph(sec.note)
+        for table in sec.tables:
+            if table.caption:
+                page.paragraph(table.caption)
+            _table(page, [(rows[i], records[i]) for i in table.rows], table.protocol, flagged=table.flagged)
 
 
 def _source_spec(desc: dict | None) -> str | None:

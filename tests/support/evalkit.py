@@ -65,3 +65,21 @@ def make_sample_folder(root: Path, n: int, style: str, seed0: int = 0) -> Path:
         rows.append({"index": i, "prompt": f"clip {i}"})
     (root / "samples.json").write_text(json.dumps({"samples": rows}))
     return root
+
+
+# A weight-free benchmark track on the demo test split (AV-Align only), for tests of tracks and reports.
+TRACK_TOML = """name = "{name}"
+description = "{description}"
+spec = "demo"
+split = "test"
+size = 64
+task = "unconditional"
+protocol = "avbench"
+metrics = ["av_align"]
+clip_count = 3
+seed = 0
+"""
+
+
+def track_toml(name: str, description: str = "a test track") -> str:
+    return TRACK_TOML.format(name=name, description=description)
