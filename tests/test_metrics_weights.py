@@ -17,7 +17,8 @@ import pytest
 import torch
 from support.httpserver import FaultServer
 
-from avbench.metrics import extract, i3d, weights
+from avbench import weights
+from avbench.metrics import extract, i3d
 from avbench.metrics.profiles import FVD_PROFILES
 
 UNREACHABLE_INDEX = "http://127.0.0.1:9/simple/"  # discard port: nothing listens, the connection is refused

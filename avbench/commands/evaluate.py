@@ -47,7 +47,7 @@ def weights_fetch(
                                help="Download again even if a verified copy is cached."),
 ) -> None:
     """Download weights into the avbench cache ($AVBENCH_CACHE) and verify their checksum."""
-    from avbench.metrics.weights import fetch
+    from avbench.weights import fetch
 
     path, digest = fetch(name, force=force)
     typer.echo(f"{path} sha256 {digest}")

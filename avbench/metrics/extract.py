@@ -13,7 +13,7 @@ from avbench.metrics import audioclip as audioclip_net
 from avbench.metrics import i3d as i3d_net
 from avbench.metrics import vggish as vggish_net
 from avbench.metrics import video_preprocess as vp
-from avbench.metrics import weights
+from avbench import weights
 from avbench.metrics.profiles import FAD_PROFILES, AudioCLIPProfile, FADProfile, FVDProfile
 
 

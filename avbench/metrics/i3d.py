@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avbench.errors import WeightsError
-from avbench.metrics.weights import load_numpy_pickle
+from avbench.weights import load_numpy_pickle
 
 # (name, output channels of the 6 inception convs) in network order; max pools sit between groups.
 _MIXED = {

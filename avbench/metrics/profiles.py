@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 class FVDProfile:
     name: str
     resize: str  # "tf1_bilinear_squash" | "short_side_center_crop"
-    weights: str  # key in avbench.metrics.weights.REGISTRY
+    weights: str  # key in avbench.weights.REGISTRY
     bn_eps: float
     ddof: int  # covariance normaliser N − ddof
     input_size: int | None = None  # clips are first brought to this square size (MM-Diffusion: 64)
@@ -94,7 +94,7 @@ class AudioCLIPProfile:
     pad: str = "zeros_at_end_or_truncate"
     resampler: str = "soxr-HQ"  # MM-Diffusion decodes with moviepy/ffmpeg at 44.1 kHz: not reproducible here
     embedding: str = "audioclip_esresnext_fbsp_fc1024_unnormalised"
-    weights: str = "audioclip"  # key in avbench.metrics.weights.REGISTRY
+    weights: str = "audioclip"  # key in avbench.weights.REGISTRY
     ddof: int = 1
     network_precision: str = "float32 (no TF32)"
 

