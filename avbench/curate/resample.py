@@ -48,6 +48,7 @@ import numpy as np
 
 from avbench.curate.audiotrack import SOXR_QUALITY, AudioTrack
 from avbench.curate.filters import evaluate_filters
+from avbench.curate.hold import EPS, shows
 from avbench.curate.partition import Partition
 from avbench.curate.pictures import SCALER, Shrinker, display_rotation
 from avbench.curate.records import ready_sources
@@ -58,7 +59,6 @@ from avbench.errors import SourceFailure
 from avbench.io import atomic_write_json
 from avbench.media import H264, write_flac, write_mp4
 
-EPS = 1e-6  # seconds: timestamps are exact fractions, targets are floats
 AUDIO_END_SLACK_S = 1.0  # how far a stream's decoded end may fall short of its declared end
 # Clip FLACs have been quantised with 32767 as full scale since the first shard format; another scale
 # would change every shard's bytes for a 0.0003 dB difference.
@@ -175,7 +175,7 @@ def resample_file(path: str | Path, source_id: str, spans: list[tuple[float, flo
     def fill_until(t_next: float | None) -> None:
         """Emit `prev` for every target before the next frame's time (all remaining ones at the end)."""
         nonlocal ti
-        while ti < len(targets) and prev is not None and (t_next is None or targets[ti][2] < t_next - EPS):
+        while ti < len(targets) and prev is not None and (t_next is None or not shows(t_next, targets[ti][2])):
             clip, k, _ = targets[ti]
             if damage_at is not None and clip.end > damage_at + EPS:
                 clip.video = None  # after the damage: this clip is not kept, nor are its pictures
