@@ -39,7 +39,7 @@ COMMANDS = {
     "eval": evaluate.eval_command,
     "leaderboard": evaluate.LEADERBOARD,
     "weights": evaluate.WEIGHTS,
-    "sample": sample.sample,
+    "sample": sample.GROUP,
     "train": train.GROUP,
     "report": report.report_cmd,
     "version": version,

@@ -155,6 +155,8 @@ def test_cli(work):
 
     runner = CliRunner()
     res = runner.invoke(app, ["sample", "--help"])
+    assert res.exit_code == 0 and "runs `joint`" in " ".join(res.output.split())
+    res = runner.invoke(app, ["sample", "joint", "--help"])
     assert res.exit_code == 0 and "--condition-audio" in res.output
     out = work / "cli"
     res = runner.invoke(app, ["sample", "--checkpoint", str(work / "model.pt"), "--out", str(out),

@@ -198,22 +198,37 @@ def build_command(func: Callable) -> Callable:
 
 @dataclass
 class Group:
-    """A command group (`avbench train baseline|superres`): its help line and its commands."""
+    """A command group (`avbench train baseline|superres`): its help line and its commands. With a
+    `default`, arguments that do not start with a command name go to that command, so a command that
+    grew siblings keeps its old spelling (`avbench sample --checkpoint ...` is `avbench sample joint ...`)."""
 
     help: str
     commands: dict[str, Callable]
+    default: str | None = None
 
 
-def _typer(help: str | None = None) -> typer.Typer:
+class _DefaultCommandGroup(typer.core.TyperGroup):
+    default_command: str = ""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def _typer(help: str | None = None, **kwargs: Any) -> typer.Typer:
     # no rich markup: help texts quote TOML tables like [scenes], which markup would swallow
     return typer.Typer(help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
-                       rich_markup_mode=None)
+                       rich_markup_mode=None, **kwargs)
 
 
 def to_click(name: str, entry: Callable | Group):
     """The real click command (or group) of one table entry."""
     if isinstance(entry, Group):
-        app = _typer(entry.help)
+        extra = {}
+        if entry.default is not None:
+            extra["cls"] = type("DefaultGroup", (_DefaultCommandGroup,), {"default_command": entry.default})
+        app = _typer(entry.help, **extra)
         app.callback()(lambda: None)  # a group even with one command (typer would collapse it)
         for sub, func in entry.commands.items():
             app.command(sub, short_help=_first_line(func))(build_command(func))

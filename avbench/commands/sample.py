@@ -1,13 +1,14 @@
-"""`avbench sample`: generate audio-video pairs from a checkpoint (ours or an original MM-Diffusion file)."""
+"""`avbench sample [joint|...]`: generate audio-video pairs from a checkpoint (ours or an original MM-Diffusion
+file); `avbench sample OPTIONS` is `avbench sample joint OPTIONS`, the spelling it had before it had siblings."""
 
 from __future__ import annotations
 
 import typer
 
-from avbench.commands.options import Config
+from avbench.commands.options import Config, Group
 
 
-def sample(
+def joint(
     cfg=Config("avbench.sample.pipeline:SampleConfig", skip=("fps", "sample_rate"),
                flags={"prefer_ema": "--ema/--raw-weights"}),
 ) -> None:
@@ -17,3 +18,8 @@ def sample(
     doc = run_sampling(cfg)
     typer.echo(f"wrote {len(doc['samples'])} samples to {cfg.out} ({doc['sampler']['name']}, "
                f"{doc['sampler']['steps']} steps, seed {cfg.seed})")
+
+
+GROUP = Group("Generate samples: joint MM-Diffusion (+SR; `avbench sample OPTIONS` runs `joint`), video→audio, "
+              "text→video→audio.",
+              {"joint": joint}, default="joint")
