@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "av", "yt_dlp", "transformers")
+HEAVY = ("torch", "av", "yt_dlp", "transformers", "diffusers")
 
 
 def test_import_layers_contract_is_kept():
