@@ -1,4 +1,5 @@
 """Registry of the pretrained weights avbench uses (metrics, MMAudio, VAEs): where they come from, how they are checked.
+(Over 400 lines because the one registry, its checks and its fetchers belong together; each part is short.)
 
 Nothing here downloads at import. `resolve(name, path)` finds a file in this order: the explicit path
 (a CLI flag), the environment variable, the avbench cache; a weight with a PyPI source that is missing
@@ -69,6 +70,7 @@ class WeightSpec:
     sha256: str | None = None
     sha256_prefix: str | None = None  # torch.hub convention: first hex digits of the sha256 in the file name
     git_blob_sha1: str | None = None  # where only the git blob id of a committed copy is known
+    md5: str | None = None  # where the source publishes only an md5 (MMAudio); the sha256 is printed once seen
     sdist: SdistSource | None = None  # fetched on first use when set: an index mirror can serve it offline
     fetch_hint: str = ""
     size: int | None = None  # bytes; checked before hashing, so a truncated copy is refused at once
@@ -79,6 +81,8 @@ class WeightSpec:
             return f"sha256 {self.sha256}"
         if self.sha256_prefix:
             return f"sha256 starting with {self.sha256_prefix}"
+        if self.md5:
+            return f"md5 {self.md5}"
         return f"git blob sha1 {self.git_blob_sha1}"
 
     def check(self) -> str:
@@ -87,6 +91,8 @@ class WeightSpec:
             return "sha256"
         if self.sha256_prefix:
             return f"sha256 prefix {self.sha256_prefix} only (full sha256 not pinned yet)"
+        if self.md5:
+            return f"md5 {self.md5} (the only digest the source publishes; full sha256 not pinned yet)"
         return "git blob sha1"
 
 
@@ -147,10 +153,111 @@ REGISTRY: dict[str, WeightSpec] = {
 }
 
 
+# MMAudio's release files (mmaudio/utils/download_utils.py at commit 974010a lists URL and md5 of each;
+# nothing else is published, so the md5 is checked and the sha256 printed for pinning on first sight).
+MMAUDIO_LICENCE = "CC-BY-NC-4.0 (MMAudio checkpoints; code MIT) — non-commercial use only"
+_MMAUDIO_HF = "https://huggingface.co/hkchengrex/MMAudio/resolve/main/weights/"
+_MMAUDIO_GH = "https://github.com/hkchengrex/MMAudio/releases/download/v0.1/"
+_MMAUDIO_FILES = {
+    # registry name: (file name, base URL, md5, env, flag, bundle that fetches it)
+    "mmaudio-net-small-16k": ("mmaudio_small_16k.pth", _MMAUDIO_HF, "af93cde404179f58e3919ac085b8033b",
+                              "AVBENCH_MMAUDIO_SMALL_16K", "--network-weights", "mmaudio-small-16k"),
+    "mmaudio-net-small-44k": ("mmaudio_small_44k.pth", _MMAUDIO_HF, "babd74c884783d13701ea2820a5f5b6d",
+                              "AVBENCH_MMAUDIO_SMALL_44K", "--network-weights", "mmaudio-small-44k"),
+    "mmaudio-net-medium-44k": ("mmaudio_medium_44k.pth", _MMAUDIO_HF, "5a56b6665e45a1e65ada534defa903d0",
+                               "AVBENCH_MMAUDIO_MEDIUM_44K", "--network-weights", "mmaudio-medium-44k"),
+    "mmaudio-net-large-44k": ("mmaudio_large_44k.pth", _MMAUDIO_HF, "fed96c325a6785b85ce75ae1aafd2673",
+                              "AVBENCH_MMAUDIO_LARGE_44K", "--network-weights", "mmaudio-large-44k"),
+    "mmaudio-net-large-44k-v2": ("mmaudio_large_44k_v2.pth", _MMAUDIO_HF, "01ad4464f049b2d7efdaa4c1a59b8dfe",
+                                 "AVBENCH_MMAUDIO_LARGE_44K_V2", "--network-weights", "mmaudio-large-44k-v2"),
+    "mmaudio-vae-16k": ("v1-16.pth", _MMAUDIO_GH, "69f56803f59a549a1a507c93859fd4d7",
+                        "AVBENCH_MMAUDIO_VAE_16K", "--vae-weights", "mmaudio-small-16k"),
+    "mmaudio-vae-44k": ("v1-44.pth", _MMAUDIO_GH, "fab020275fa44c6589820ce025191600",
+                        "AVBENCH_MMAUDIO_VAE_44K", "--vae-weights", "mmaudio-large-44k-v2"),
+    "mmaudio-bigvgan-16k": ("best_netG.pt", _MMAUDIO_GH, "eeaf372a38a9c31c362120aba2dde292",
+                            "AVBENCH_MMAUDIO_BIGVGAN_16K", "--vocoder-weights", "mmaudio-small-16k"),
+    "synchformer": ("synchformer_state_dict.pth", _MMAUDIO_GH, "5b2f5594b0730f70e41e549b7c94390c",
+                    "AVBENCH_SYNCHFORMER_WEIGHTS", "--synchformer-weights", "mmaudio-small-16k"),
+}
+for _name, (_file, _base, _md5, _env, _flag, _bundle) in _MMAUDIO_FILES.items():
+    REGISTRY[_name] = WeightSpec(
+        name=_name, filename=_file, url=_base + _file, env=_env, flag=_flag, md5=_md5, licence=MMAUDIO_LICENCE,
+        fetch_hint=f"run `avbench weights fetch {_bundle}` (or `avbench weights fetch {_name}`) where the source "
+                   "is reachable",
+    )
+
+
+# CLIP's BPE merges ship inside open_clip's sdist (MIT). Sdist sha256 from PyPI's JSON API; member
+# sha256 and size measured on that sdist (also those of the file in the 3.3.0 wheel).
+REGISTRY["clip-bpe-vocab"] = WeightSpec(
+    name="clip-bpe-vocab",
+    filename="bpe_simple_vocab_16e6.txt.gz",
+    url="https://pypi.org/project/open-clip-torch/3.3.0/ (sdist member src/open_clip/bpe_simple_vocab_16e6.txt.gz)",
+    env="AVBENCH_CLIP_VOCAB",
+    flag="--clip-vocab",
+    sha256="924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+    size=1_356_917,
+    sdist=SdistSource(
+        project="open-clip-torch",
+        filename="open_clip_torch-3.3.0.tar.gz",
+        sha256="904b1a9f909df8281bb3de60ab95491cd2994a509177ea4f9d6292a84fe24d6d",
+        member="open_clip_torch-3.3.0/src/open_clip/bpe_simple_vocab_16e6.txt.gz",
+    ),
+    licence="MIT",
+    fetch_hint="run `avbench weights fetch clip-bpe-vocab`",
+)
+# MMAudio loads hf-hub:apple/DFN5B-CLIP-ViT-H-14-384; the hub renamed the repository ...-378 (the old id
+# redirects). Revision, size and sha256 are as third-party pins of the hub's LFS metadata record them
+# (not re-derived here: the hub is unreachable from where this was written); the first download checks them.
+REGISTRY["clip-dfn5b-vit-h-14-384"] = WeightSpec(
+    name="clip-dfn5b-vit-h-14-384",
+    filename="DFN5B-CLIP-ViT-H-14-384.open_clip_pytorch_model.bin",
+    url="https://huggingface.co/apple/DFN5B-CLIP-ViT-H-14-378/resolve/01b771ed0d1395ca5ffdd279897d665ebe00dfd2/"
+        "open_clip_pytorch_model.bin",
+    env="AVBENCH_CLIP_WEIGHTS",
+    flag="--clip-weights",
+    sha256="c07a17b547d461c60a3cce5062b26bf8545b13de602c4c59d8490361eb716033",
+    size=3_947_081_637,
+    licence="Apple's model licence for DFN5B-CLIP (apple-amlr; earlier card revisions: apple-sample-code-license) "
+            "— see the model card",
+    fetch_hint="run `avbench weights fetch clip-dfn5b-vit-h-14-384` where huggingface.co is reachable",
+)
+
+
+@dataclass(frozen=True)
+class WeightBundle:
+    """Every registry file one model needs, fetched together by `avbench weights fetch NAME`."""
+
+    name: str
+    members: tuple[str, ...]  # registry names
+    note: str = ""  # what the bundle does not fetch (hub-hosted parts loaded by `from_pretrained`)
+
+
+# CLIP (DFN5B ViT-H/14-384) and its BPE vocabulary: the CLIP port's entries (avbench.models.mmaudio.clip
+# CLIP_WEIGHTS, tokenizer VOCAB_WEIGHTS); a bundle naming a missing entry fails before any download.
+_CLIP_MEMBERS = ("clip-dfn5b-vit-h-14-384", "clip-bpe-vocab")
+_HUB_VOCODER_44K = ("the 44.1 kHz vocoder (BigVGAN-v2, nvidia/bigvgan_v2_44khz_128band_512x) is loaded from the "
+                    "Hugging Face hub through diffusers' MMAudioVocoder and its cache")
+BUNDLES: dict[str, WeightBundle] = {
+    "mmaudio-small-16k": WeightBundle("mmaudio-small-16k", ("mmaudio-net-small-16k", "mmaudio-vae-16k",
+                                                            "mmaudio-bigvgan-16k", "synchformer", *_CLIP_MEMBERS)),
+    **{f"mmaudio-{v}": WeightBundle(f"mmaudio-{v}", (f"mmaudio-net-{v}", "mmaudio-vae-44k", "synchformer",
+                                                     *_CLIP_MEMBERS), note=_HUB_VOCODER_44K)
+       for v in ("small-44k", "medium-44k", "large-44k", "large-44k-v2")},
+}
+
 def git_blob_sha1(path: str | os.PathLike[str]) -> str:
     """The id git gives a file's content: sha1 of `blob <size>\\0<bytes>`."""
     size = os.path.getsize(path)
     h = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
@@ -169,6 +276,8 @@ def verify(spec: WeightSpec, path: str | os.PathLike[str]) -> str:
         ok = digest == spec.sha256
     elif spec.sha256_prefix is not None:
         ok = digest.startswith(spec.sha256_prefix)
+    elif spec.md5 is not None:
+        ok = md5_file(path) == spec.md5
     else:
         ok = spec.git_blob_sha1 is not None and git_blob_sha1(path) == spec.git_blob_sha1
     if not ok:
@@ -183,12 +292,19 @@ _UNPINNED_REPORTED: set[tuple[str, str]] = set()
 
 
 def _report_unpinned(spec: WeightSpec, path: Path, digest: str) -> None:
-    """Say once per process that only a prefix vouched for this file, giving the digest to pin."""
-    if spec.sha256 is None and spec.sha256_prefix is not None and (spec.name, digest) not in _UNPINNED_REPORTED:
-        _UNPINNED_REPORTED.add((spec.name, digest))
-        print(f"note: {path.name} matches only the published sha256 prefix {spec.sha256_prefix}; its full sha256 is "
-              f"{digest} (eval records it as weights_sha256; avbench has no full digest to compare it with yet)",
-              file=sys.stderr)
+    """Say once per process that only a prefix (or an md5) vouched for this file, giving the digest to pin."""
+    if spec.sha256 is not None or (spec.name, digest) in _UNPINNED_REPORTED:
+        return
+    if spec.sha256_prefix is not None:
+        vouched = f"the published sha256 prefix {spec.sha256_prefix}"
+    elif spec.md5 is not None:
+        vouched = f"the published md5 {spec.md5}"
+    else:
+        return
+    _UNPINNED_REPORTED.add((spec.name, digest))
+    print(f"note: {path.name} matches only {vouched}; its full sha256 is "
+          f"{digest} (recorded as its sha256; avbench has no full digest to compare it with yet)",
+          file=sys.stderr)
 
 
 def cached_path(name: str) -> Path:
@@ -334,17 +450,23 @@ def _fetch_url(spec: WeightSpec, dest: Path) -> None:
             _download(spec.url, out, f"{spec.name}: {spec.filename}")
             verify(spec, out)
     except (OSError, http.client.HTTPException) as exc:
-        raise WeightsError(f"could not download {spec.url} ({exc}); pass a local copy with {spec.flag} / ${spec.env}") from exc
+        licence = f", licence {spec.licence}" if spec.licence else ""
+        raise WeightsError(f"could not download {spec.name} from {spec.url} ({' '.join(str(exc).split())}{licence}); "
+                           f"pass a local copy with {spec.flag} / ${spec.env}") from exc
 
 
-def fetch(name: str, force: bool = False) -> tuple[Path, str]:
-    """Put weights `name` into the avbench cache (verified) and return (path, sha256)."""
+def fetch(name: str, force: bool = False, *, announce: bool = True) -> tuple[Path, str]:
+    """Put weights `name` into the avbench cache (verified) and return (path, sha256). A file with a licence
+    has it printed before its download starts (`announce=False`: the caller printed it already)."""
     if name not in REGISTRY:
-        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))} "
+                           f"(bundles: {', '.join(sorted(BUNDLES))})")
     spec = REGISTRY[name]
     dest = cached_path(name)
     if not (dest.is_file() and not force):
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if spec.licence and announce:
+            print(f"{spec.name}: {spec.filename}, licence {spec.licence}", file=sys.stderr)
         if spec.sdist is not None:
             _fetch_sdist(spec, dest)
         else:
@@ -353,6 +475,22 @@ def fetch(name: str, force: bool = False) -> tuple[Path, str]:
     _report_unpinned(spec, dest, digest)
     return dest, digest
 
+
+def fetch_bundle(name: str, force: bool = False) -> list[tuple[str, Path, str]]:
+    """Fetch every file of bundle `name` into the cache, each licence printed before anything downloads;
+    returns (registry name, path, sha256) per member."""
+    bundle = BUNDLES.get(name)
+    if bundle is None:
+        raise WeightsError(f"unknown weights bundle {name!r}; known: {', '.join(sorted(BUNDLES))}")
+    missing = [m for m in bundle.members if m not in REGISTRY]
+    if missing:
+        raise WeightsError(f"bundle {name} names weights that are not registered: {', '.join(missing)}")
+    for m in bundle.members:
+        spec = REGISTRY[m]
+        print(f"{name}: {spec.filename} ({spec.url}) — licence {spec.licence or 'see the source'}", file=sys.stderr)
+    if bundle.note:
+        print(f"{name}: not fetched here: {bundle.note}", file=sys.stderr)
+    return [(m, *fetch(m, force=force, announce=False)) for m in bundle.members]
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that can rebuild numpy arrays and nothing else (no code execution from the file)."""
