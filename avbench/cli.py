@@ -13,7 +13,7 @@ import importlib.metadata as md
 import typer
 
 from avbench import __version__
-from avbench.commands import curate_fetch, curate_process, evaluate, report, sample, train, verify
+from avbench.commands import curate_fetch, curate_process, encode, evaluate, report, sample, train, verify
 from avbench.commands.options import lazy_group
 
 
@@ -41,6 +41,7 @@ COMMANDS = {
     "weights": evaluate.WEIGHTS,
     "sample": sample.GROUP,
     "train": train.GROUP,
+    "encode": encode.encode_cmd,
     "report": report.report_cmd,
     "version": version,
 }

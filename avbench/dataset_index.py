@@ -115,3 +115,76 @@ def verify_root(root: str | Path, rows: list[dict[str, Any]] | None = None) -> l
         if problem:
             problems.append(problem)
     return problems
+
+
+# ---- latent shards (`avbench encode`): ROOT/latents/<vae>/<size>/index.json ---------------------------
+# Format "avbench-latents-v1": the pixel index's row keys, with every `path` relative to (and confined to)
+# `ROOT/latents/<vae>/<size>/`, plus the codec's description and the latent shapes and rates (written by
+# avbench/encode/stage.py, read by avbench/data/latents.py).
+LATENT_INDEX_FORMAT = "avbench-latents-v1"
+
+
+def latent_dir(root: str | Path, vae: str, size: int) -> Path:
+    return Path(root) / "latents" / vae / str(size)
+
+
+def latent_index_path(root: str | Path, vae: str, size: int) -> Path:
+    return latent_dir(root, vae, size) / "index.json"
+
+
+def _validate_latent(index: Any, path: Path) -> None:
+    fix = "rerun `avbench encode` to rewrite it"
+    if not isinstance(index, dict) or index.get("format") != LATENT_INDEX_FORMAT:
+        got = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise DataError(f"{path}: format {got!r}, expected {LATENT_INDEX_FORMAT!r}; {fix}")
+    rows = index.get("shards")
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: 'shards' must be a list of rows; {fix}")
+    for i, row in enumerate(rows):
+        missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise DataError(f"{path}: shard row {i} lacks {', '.join(missing)}; {fix}")
+        _confined(row["path"], path)
+
+
+def write_latent_index(root: str | Path, vae: str, size: int, index: dict[str, Any]) -> Path:
+    """Validate and write atomically (the encode stage's completion marker)."""
+    path = latent_index_path(root, vae, size)
+    _validate_latent(index, path)
+    atomic_write_json(path, index)
+    return path
+
+
+def load_latent_index(root: str | Path, vae: str, size: int) -> dict[str, Any]:
+    """Read and validate a latent index; one-line `DataError`s name the file and the fix."""
+    path = latent_index_path(root, vae, size)
+    if not path.is_file():
+        raise NotADatasetRoot(f"{path}: no latent index; run `avbench encode {root} --vae {vae} --size {size}` "
+                              "(all partitions, or once unpartitioned) first, or check --vae/--size")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e}); rerun `avbench encode` to rewrite it") from None
+    _validate_latent(index, path)
+    return index
+
+
+def latent_shard_file(root: str | Path, vae: str, size: int, row: dict[str, Any]) -> Path:
+    """The tar of one latent index row, checked to lie inside `ROOT/latents/<vae>/<size>/`."""
+    base = latent_dir(root, vae, size)
+    target = base / _confined(row["path"], latent_index_path(root, vae, size))
+    if target.exists() and not target.resolve().is_relative_to(base.resolve()):
+        raise DataError(f"{target}: resolves outside {base} (a symlink); latent shards must live in the dataset root")
+    return target
+
+
+def check_file(path: Path, nbytes: int, sha256: str, fix: str) -> str | None:
+    """One line saying what is wrong with a file that should have this size and digest, or None."""
+    if not path.is_file():
+        return f"{path}: missing; {fix}"
+    if path.stat().st_size != nbytes:
+        return f"{path}: {path.stat().st_size} bytes, expected {nbytes}; the file is damaged, {fix}"
+    digest = sha256_file(path)
+    if digest != sha256:
+        return f"{path}: sha256 {digest[:16]}…, expected {str(sha256)[:16]}…; the file is damaged, {fix}"
+    return None
