@@ -59,6 +59,7 @@ KINDS: dict[str, ModelKind] = {
     "mmunet": ModelKind("mmunet", "coupled audio-video MM-UNet (MM-Diffusion)", aliases=("baseline",)),
     "superres": ModelKind("superres", "64→256 super-resolution U-Net", aliases=("sr",),
                           default_variance="learned_range"),
+    "latent": ModelKind("latent", "MM-UNet on video/audio VAE latents, decoded by the codec its config names"),
 }
 _ALIASES = {alias: k.name for k in KINDS.values() for alias in (k.name, *k.aliases)}
 

@@ -59,19 +59,20 @@ def test_defaults_and_required_come_from_the_dataclass(label, cmd, spec):
             assert p.default == _cli_default(f, p.multiple), (label, f.name, p.default)
 
 
-def test_train_shortcuts_show_the_train_config_default_and_both_kinds_share_one_signature():
+def test_train_shortcuts_show_the_train_config_default_and_every_kind_shares_one_signature():
     from avbench.train.config import TrainConfig
 
     train = to_click("train", COMMANDS["train"])
-    baseline, superres = train.commands["baseline"], train.commands["superres"]
-    assert [p.name for p in baseline.params] == [p.name for p in superres.params]
+    baseline = train.commands["baseline"]
+    for other in ("superres", "latent"):
+        assert [p.name for p in baseline.params] == [p.name for p in train.commands[other].params]
     precision = {p.name: p for p in baseline.params}["precision"]
     assert f"TrainConfig: {TrainConfig().train.precision}" in precision.show_default
     # a Literal field: only its values are accepted
     res = CliRunner().invoke(app, ["train", "baseline", "--out", "x", "--precision", "fp8"])
     assert res.exit_code == 2 and "fp8" in res.output
     defaults = {c: {p.name: p.default for p in cmd.params}["config"] for c, cmd in train.commands.items()}
-    assert defaults == {"baseline": "mmdiffusion-64", "superres": "sr-64-256"}
+    assert defaults == {"baseline": "mmdiffusion-64", "superres": "sr-64-256", "latent": "latent-sd-mmaudio16k-256"}
 
 
 def test_option_values_reach_the_config(monkeypatch, tmp_path):

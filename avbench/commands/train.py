@@ -1,6 +1,7 @@
-"""`avbench train baseline|superres`: train the MM-UNet or the 64→256 super-resolution U-Net.
+"""`avbench train baseline|superres|latent`: train the MM-UNet, the 64→256 super-resolution U-Net, or the
+MM-UNet on codec latents (the latent shards of `avbench encode`).
 
-Both commands are one definition (`train_command`) that differ only in the kind and the default
+All three commands are one definition (`train_command`) that differ only in the kind and the default
 `--config`. Each builds one `TrainConfig` (a named TOML config + `--set` overrides + shortcut options,
 generated from the TrainConfig fields they set) and calls `avbench.train.loop.train` (or `launch` for
 `--nproc N`, which starts torchrun's elastic agent). Under `torchrun` the same command runs once per
@@ -33,6 +34,8 @@ KINDS = {  # command → (model kind it trains, default --config, the other conf
                  "Train the coupled MM-UNet (MM-Diffusion baseline) on aligned 16-frame audio-video windows."),
     "superres": ("superres", "sr-64-256", "tiny-sr",
                  "Train the 64→256 super-resolution U-Net per frame (low resolution = area-downscaled 256 px frames)."),
+    "latent": ("latent", "latent-sd-mmaudio16k-256", "tiny-latent",
+               "Train the MM-UNet on video/audio VAE latents (ROOT/latents/<vae>/<size>, from `avbench encode`)."),
 }
 
 

@@ -23,7 +23,7 @@ import torch
 from avbench import checkpoint as fmt
 from avbench.errors import CheckpointError, ModelConfigError
 from avbench.io import sha256_file
-from avbench.models.mmunet import MMUNet, MMUNetConfig
+from avbench.models.mmunet import LatentMMUNetConfig, MMUNet, MMUNetConfig
 from avbench.models.original_flags import config_from_flags_file, is_flags_file
 from avbench.models.state_dict import clean_state_dict
 from avbench.models.superres import SuperResConfig, SuperResUNet
@@ -35,6 +35,7 @@ PRESETS = ("seed", "fixture_small", "tiny")
 MODEL_CLASSES: dict[str, tuple[type[torch.nn.Module], type]] = {
     "mmunet": (MMUNet, MMUNetConfig),
     "superres": (SuperResUNet, SuperResConfig),
+    "latent": (MMUNet, LatentMMUNetConfig),  # the MM-UNet itself; its config adds the codec and audio layout
 }
 assert set(MODEL_CLASSES) == set(fmt.KINDS), "every registered kind needs its classes"
 
@@ -121,7 +122,7 @@ def build_model(kind: str, cfg: Any, weights: dict[str, torch.Tensor], where: st
 
 def load_for_sampling(path: str | Path, *, prefer_ema: bool = True, original_config: Any = None,
                       diffusion_steps: int | None = None, device: str | torch.device = "cpu",
-                      expect_kind: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                      expect_kind: str | tuple[str, ...] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load a model in eval mode plus `info` (what was loaded, with which settings, and notes).
 
     Accepts an avbench sampling checkpoint (`RUN/model.pt`), an avbench training checkpoint
@@ -180,8 +181,9 @@ def load_for_sampling(path: str | Path, *, prefer_ema: bool = True, original_con
             diffusion = {"steps": int(diffusion_steps or 1000), "schedule": "linear", "parameterization": "eps",
                          "variance": variance, "learned_sigma": variance == "learned_range"}
         use_ema, source, extra = None, "mm-diffusion", {}
-    if expect_kind is not None and kind != fmt.canonical_kind(expect_kind):
-        raise CheckpointError(f"{path}: holds a {kind} model, expected {fmt.canonical_kind(expect_kind)}")
+    expected = [fmt.canonical_kind(k) for k in ((expect_kind,) if isinstance(expect_kind, str) else expect_kind or ())]
+    if expected and kind not in expected:
+        raise CheckpointError(f"{path}: holds a {kind} model, expected {' or '.join(expected)}")
     model = build_model(kind, cfg, weights, str(path)).to(device)
     info = {
         "path": str(path),

@@ -199,9 +199,11 @@ class MMResBlock(nn.Module):
                  *, audio_dilation: int = 1, use_scale_shift_norm: bool = True, up: bool = False,
                  down: bool = False, video_attention: bool = False, audio_attention: bool = False,
                  num_heads: int = 4, norm_groups: int = 32, backend: str = "sdpa",
-                 use_checkpoint: bool = False):
+                 use_checkpoint: bool = False, audio_factor: int = 4):
         super().__init__()
         out = out_channels or channels
+        # waveforms shrink 4x per level as in the original; short audio latents may not shrink at all
+        self.audio_factor = audio_factor
         self.out_channels = out
         self.use_scale_shift_norm = use_scale_shift_norm
         self.up, self.down = up, down
@@ -229,11 +231,12 @@ class MMResBlock(nn.Module):
             self.audio_attention_block = SelfAttention(out, num_heads, norm_groups, backend)
 
     def _resample(self, video: torch.Tensor, audio: torch.Tensor):
+        k = self.audio_factor
         if self.down:
-            return F.avg_pool3d(video, (1, 2, 2)), F.avg_pool1d(audio, 4)
+            return F.avg_pool3d(video, (1, 2, 2)), (F.avg_pool1d(audio, k) if k > 1 else audio)
         if self.up:
             return (F.interpolate(video, scale_factor=(1, 2, 2), mode="nearest"),
-                    F.interpolate(audio, scale_factor=4, mode="nearest"))
+                    F.interpolate(audio, scale_factor=k, mode="nearest") if k > 1 else audio)
         return video, audio
 
     def _forward(self, video, audio, emb):

@@ -3,6 +3,10 @@
 `MMUNet(cfg).forward(video [B,F,3,H,W], audio [B,1,L], t [B]) -> (video_eps, audio_eps)`.
 Presets: `MMUNetConfig.seed()` (the seed project's / released 64×64 configuration, 133,675,524
 parameters), `.fixture_small()` (the parity fixture), `.tiny()` (CPU training tests).
+
+`LatentMMUNetConfig` is the same network on codec latents (the `latent` model kind): video
+[F, Cv, H/8, W/8] from a per-frame image VAE, audio [Ca, Ta] from a 1-D audio VAE, cropped or padded
+to a length the U-Net and the per-frame cross-attention chunks divide evenly (`audio_crop`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from .attention import BACKENDS
 from .layers import timestep_embedding, zero_module
 from .mm_blocks import AudioConv, CrossAttentionBlock, InitialBlock, MMNorm, MMResBlock, VideoPointwise
 
-__all__ = ["MMUNet", "MMUNetConfig"]
+__all__ = ["LatentMMUNetConfig", "MMUNet", "MMUNetConfig", "audio_crop_for"]
 
 _MAX_DILATION_EXP = 10  # the original cycles audio dilations 2**(i % 10)
 
@@ -46,6 +50,10 @@ class MMUNetConfig:
     dropout: float = 0.1
     use_scale_shift_norm: bool = True
     norm_groups: int = 32
+    # audio length divisor per U-Net level (the original: 4 on waveforms) and the period of the
+    # audio dilations 2**(i % cycle) (the original: 10); short latent sequences want 1 and a small cycle
+    audio_downsample: int = 4
+    audio_dilation_cycle: int = _MAX_DILATION_EXP
     # Runtime choices; they do not change the function or the state dict.
     attention_backend: str = "sdpa"
     # False | True ("all") | "attention" (blocks with attention) | "selective" (those plus every
@@ -94,13 +102,110 @@ class MMUNetConfig:
             raise ModelConfigError("cross_attention_windows needs one window per cross_attention_resolutions entry")
         if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
             raise ModelConfigError(f"video {h}x{w} is not divisible by 2**{levels - 1} (channel_mult has {levels} levels)")
-        if self.audio_size[1] % (4 ** (levels - 1) * f):
-            raise ModelConfigError(f"audio length {self.audio_size[1]} must be divisible by 4**{levels - 1} * {f} frames")
+        d = self.audio_downsample
+        if d < 1 or self.audio_dilation_cycle < 1:
+            raise ModelConfigError("audio_downsample and audio_dilation_cycle must be at least 1")
+        if self.audio_size[1] % (d ** (levels - 1) * f):
+            raise ModelConfigError(f"audio length {self.audio_size[1]} must be divisible by {d}**{levels - 1} * {f} frames")
         for m in self.channel_mult:
             if (m * self.model_channels) % self.norm_groups:
                 raise ModelConfigError(f"{m * self.model_channels} channels not divisible by norm_groups={self.norm_groups}")
         if self.use_checkpoint not in (False, True, "all", "attention", "selective"):
             raise ModelConfigError("use_checkpoint must be False, True/'all', 'attention' or 'selective'")
+
+
+def audio_crop_for(latent_length: int, frames: int, multiple: int) -> tuple[int, int]:
+    """(start, end): latents to drop from each end of a [.., latent_length] audio latent so the rest
+    is a multiple of `multiple` (frames × the U-Net's total audio downsampling); negative values pad.
+
+    The nearer multiple wins (a crop on a tie) and the change is split between both ends, so the
+    centre stays put: frame k's cross-attention chunk then starts within half the change of frame k's
+    true audio span at every k (sd-mmaudio16k: 50 latents → 48, one dropped per end, chunks of 3
+    latents, each within one latent (32 ms) of its frame), where cropping one end only would drift by
+    the whole change towards the other end.
+    """
+    if multiple < 1 or latent_length < 1:
+        raise ModelConfigError(f"cannot fit an audio latent of length {latent_length} to multiples of {multiple}")
+    lower = latent_length // multiple * multiple
+    upper = lower + multiple
+    target = lower if lower and latent_length - lower <= upper - latent_length else upper
+    change = latent_length - target
+    start = change // 2 if change >= 0 else -((-change) // 2)
+    return start, change - start
+
+
+@dataclass(frozen=True)
+class LatentMMUNetConfig(MMUNetConfig):
+    """The MM-UNet on codec latents (model kind `latent`); the state dict is an `MMUNet`'s.
+
+    `codec` and `pixel_size` name the latent shards it was trained on (ROOT/latents/<codec>/<size>);
+    `audio_latent_length` is the codec's audio latent length for one window and `audio_crop` how
+    much of it `fit_audio` drops at the start and the end (negative: edge-padded) to get
+    `audio_size[1]`; `unfit_audio` undoes that before decoding.
+    """
+
+    codec: str = ""
+    pixel_size: int = 256
+    audio_latent_length: int = 0
+    audio_crop: tuple[int, int] = (0, 0)
+    audio_downsample: int = 1
+    audio_dilation_cycle: int = 4  # dilations 1, 2, 4, 8: the receptive field stays within ~50 latents
+
+    @classmethod
+    def latent(cls, **overrides) -> "LatentMMUNetConfig":
+        """The seed's widths on 32×32 latents: levels at 32, 16, 8, 4 px, attention from 16 px down."""
+        return replace(cls(video_size=(16, 4, 32, 32), audio_size=(20, 48), video_out_channels=4,
+                           audio_out_channels=20, audio_attention_resolutions=(2, 4, 8)), **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> "LatentMMUNetConfig":
+        """Two levels over 8×8 latents (64 px clips through an 8× VAE), for CPU tests."""
+        base = cls(video_size=(16, 4, 8, 8), audio_size=(4, 48), video_out_channels=4, audio_out_channels=4,
+                   model_channels=8, channel_mult=(1, 2), num_res_blocks=1, norm_groups=4,
+                   cross_attention_resolutions=(1, 2), cross_attention_windows=(1, 4),
+                   video_attention_resolutions=(2,), audio_attention_resolutions=(2,), num_heads=2,
+                   num_head_channels=8, dropout=0.0)
+        return replace(base, **overrides)
+
+    def fitted(self, video_latent: tuple[int, int, int, int], audio_latent: tuple[int, int], *, codec: str,
+               pixel_size: int) -> "LatentMMUNetConfig":
+        """This config shaped for a codec's window latents: video [F, Cv, h, w], audio [Ca, Ta]. The audio
+        crop follows from Ta, the frame count and this config's levels and audio downsampling."""
+        frames, cv, h, w = video_latent
+        ca, ta = audio_latent
+        start, end = audio_crop_for(ta, frames, frames * self.audio_downsample ** (len(self.channel_mult) - 1))
+        return replace(self, video_size=(frames, cv, h, w), audio_size=(ca, ta - start - end), video_out_channels=cv,
+                       audio_out_channels=ca, codec=codec, pixel_size=pixel_size, audio_latent_length=ta,
+                       audio_crop=(start, end))
+
+    def validate(self) -> None:
+        super().validate()
+        start, end = self.audio_crop
+        if self.audio_latent_length and self.audio_latent_length - start - end != self.audio_size[1]:
+            raise ModelConfigError(f"audio latent length {self.audio_latent_length} with audio_crop {list(self.audio_crop)} "
+                                   f"is {self.audio_latent_length - start - end}, not audio_size {self.audio_size[1]}")
+        if (start < 0) != (end < 0) and start and end:
+            raise ModelConfigError(f"audio_crop {list(self.audio_crop)} mixes a crop and a pad")
+
+    def fit_audio(self, latent: torch.Tensor) -> torch.Tensor:
+        """Codec audio latent [..., Ca, audio_latent_length] → the model's [..., Ca, audio_size[1]]."""
+        return _crop_or_pad(latent, *self.audio_crop, self.audio_latent_length or latent.shape[-1])
+
+    def unfit_audio(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's audio [..., Ca, audio_size[1]] → the codec's length (padding repeats the edge latent)."""
+        start, end = self.audio_crop
+        return _crop_or_pad(x, -start, -end, x.shape[-1])
+
+
+def _crop_or_pad(x: torch.Tensor, start: int, end: int, expected: int) -> torch.Tensor:
+    if x.shape[-1] != expected:
+        raise ValueError(f"audio latent has length {x.shape[-1]}, expected {expected}")
+    if start >= 0 and end >= 0:
+        return x[..., start:x.shape[-1] - end]
+    left, right = max(-start, 0), max(-end, 0)
+    x = x[..., max(start, 0):x.shape[-1] - max(end, 0)]
+    parts = [x[..., :1].expand(*x.shape[:-1], left), x, x[..., -1:].expand(*x.shape[:-1], right)]
+    return torch.cat(parts, dim=-1)
 
 
 class _Stage(nn.ModuleList):
@@ -129,7 +234,8 @@ class MMUNet(nn.Module):
         common = dict(norm_groups=cfg.norm_groups, backend=cfg.attention_backend)
 
         def resblock(ch, out, dil, **kw):
-            return MMResBlock(ch, emb_ch, cfg.dropout, out, audio_dilation=2 ** (dil % _MAX_DILATION_EXP),
+            return MMResBlock(ch, emb_ch, cfg.dropout, out, audio_dilation=2 ** (dil % cfg.audio_dilation_cycle),
+                              audio_factor=cfg.audio_downsample,
                               use_scale_shift_norm=cfg.use_scale_shift_norm, num_heads=cfg.num_heads,
                               use_checkpoint=ckpt_all or (ckpt_attn and kw.get("video_attention", False))
                               or (ckpt_top and ds == 1),

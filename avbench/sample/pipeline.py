@@ -6,7 +6,11 @@ Layout of OUT:
     samples.json    settings, checkpoint hashes, the timesteps visited, seed and files per sample;
                     rewritten after every batch, `complete: true` at the end
 A rerun with the same settings skips the samples already recorded, so an interrupted run resumes; a
-larger --num-samples extends a finished run.
+larger --num-samples extends a finished run. A `latent` checkpoint samples latents and decodes them
+with its codec into the same layout (`avbench.sample.latent`).
+
+The module is over 400 lines on purpose: one sample's whole path (plan, conditions, sampling loop,
+decode, record) reads top to bottom here; what is specific to latents or media lives next door.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from avbench.errors import SampleError
 from avbench.io import atomic_write_json
 from avbench.media import to_pcm, to_uint8_frames, write_mp4, write_wav
 from avbench.models.checkpoint import load_for_sampling
+from avbench.sample import latent as lat
 from avbench.sample import media
 from avbench.sample import noise as rng
 
@@ -103,6 +108,13 @@ class SampleConfig:
     diffusion_steps: int | None = field(default=None, metadata={
         "help": "Training diffusion steps of an original file (default 1000, recorded as a note); "
                 "for avbench checkpoints it must match the stored value."})
+    video_vae: Path | None = field(default=None, metadata={
+        "help": "Latent checkpoints: the codec's video VAE (a diffusers AutoencoderKL folder or hub id). "
+                "Default: the codec's own (HF cache)."})
+    audio_vae: Path | None = field(default=None, metadata={
+        "help": "Latent checkpoints: the codec's audio VAE file or folder. Default: the codec's own."})
+    vocoder: Path | None = field(default=None, metadata={
+        "help": "Latent checkpoints: the codec's vocoder file or folder. Default: the codec's own."})
     prefer_ema: bool = field(default=True, metadata={"help": "Use the EMA weights (--raw-weights: the raw ones)."})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, …"})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
@@ -177,17 +189,27 @@ class _Plan:
     known: int | None  # 0: video given (V→A), 1: audio given (A→V)
     condition_files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    latent: lat.LatentSampling | None = None  # a latent model's codec and layout
 
 
 def _plan(cfg: SampleConfig) -> _Plan:
     device = torch.device(cfg.device)
     model, info = load_for_sampling(cfg.checkpoint, prefer_ema=cfg.prefer_ema, original_config=cfg.original_config,
-                                    diffusion_steps=cfg.diffusion_steps, device=device, expect_kind="mmunet")
+                                    diffusion_steps=cfg.diffusion_steps, device=device,
+                                    expect_kind=("mmunet", "latent"))
     info["diffusion"] = DiffusionConfig.from_dict(info["diffusion"]).to_dict()  # the loader's plain dict, completed
     train_schedule = DiffusionConfig.from_dict(info["diffusion"]).schedule_obj()
     sampler = base_sampler_plan(cfg, train_schedule)
     notes = [f"checkpoint: {n}" for n in info["notes"]]
-    sr = None
+    sr = latent = None
+    if info["kind"] == "latent":
+        if cfg.sr_checkpoint is not None:
+            raise SampleError(f"{cfg.checkpoint}: a latent model decodes at its own size "
+                              f"({model.cfg.pixel_size} px); drop --sr-checkpoint")
+        latent = lat.plan_latent(model.cfg, lat.codec_paths(cfg.video_vae, cfg.audio_vae, cfg.vocoder),
+                                 device=device, fps=cfg.fps, sample_rate=cfg.sample_rate, where=str(cfg.checkpoint))
+        notes.append("latent model: samples decoded by codec "
+                     f"{model.cfg.codec}; x0 is not clamped (latents are not pixels in [-1, 1])")
     if cfg.sr_checkpoint is not None:
         sr_model, sr_info = load_for_sampling(cfg.sr_checkpoint, prefer_ema=cfg.prefer_ema,
                                               original_config=cfg.sr_original_config, device=device,
@@ -205,7 +227,7 @@ def _plan(cfg: SampleConfig) -> _Plan:
         known, files = 1, media.media_files(cfg.condition_audio, (".wav", ".flac"))
     elif cfg.condition_video is not None:
         known, files = 0, media.media_files(cfg.condition_video, (".mp4",))
-    return _Plan(model, info, train_schedule, sampler, sr, known, files, notes)
+    return _Plan(model, info, train_schedule, sampler, sr, known, files, notes, latent)
 
 
 def plan_sampling(cfg: SampleConfig) -> _Plan:
@@ -219,11 +241,20 @@ def _identity(cfg: SampleConfig, plan: _Plan) -> dict[str, Any]:
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
     d["checkpoint_sha256"] = plan.info["sha256"]
     d["sr_checkpoint_sha256"] = plan.sr[1]["sha256"] if plan.sr else None
+    if plan.latent is not None:  # other codec weights make other samples
+        d["codec"] = plan.latent.codec.describe(cfg.fps)
     return d
 
 
 def _load_previous(cfg: SampleConfig, identity: dict[str, Any]) -> dict[int, dict]:
-    path = Path(cfg.out) / "samples.json"
+    return load_previous(cfg.out, identity)
+
+
+def load_previous(out: str | Path, identity: dict[str, Any]) -> dict[int, dict]:
+    """The rows of an earlier run in `out` whose video and audio files exist, once its samples.json shows
+    the same `identity` (every setting that changes what is generated); any other run there is refused.
+    Every `avbench sample` command resumes through this, so they all follow one rule."""
+    path = Path(out) / "samples.json"
     if not path.is_file():
         return {}
     try:
@@ -231,11 +262,11 @@ def _load_previous(cfg: SampleConfig, identity: dict[str, Any]) -> dict[int, dic
     except json.JSONDecodeError:
         raise SampleError(f"{path}: not valid JSON; delete it (and the samples) or choose another --out") from None
     if doc.get("format") != FORMAT or doc.get("identity") != identity:
-        raise SampleError(f"{cfg.out}: already holds samples made with other settings or checkpoints; "
+        raise SampleError(f"{out}: already holds samples made with other settings or checkpoints; "
                          "choose another --out or delete that folder")
     done = {}
     for row in doc.get("samples", []):
-        if all((Path(cfg.out) / row[k]).is_file() for k in ("video", "audio")):
+        if all((Path(out) / row[k]).is_file() for k in ("video", "audio")):
             done[int(row["index"])] = row
     return done
 
@@ -243,6 +274,9 @@ def _load_previous(cfg: SampleConfig, identity: dict[str, Any]) -> dict[int, dic
 def _conditions(plan: _Plan, cfg: SampleConfig, indices: list[int]) -> tuple[torch.Tensor, list[str], list[str]]:
     F_, C, H, W = plan.model.cfg.video_size
     L = plan.model.cfg.audio_size[1]
+    if plan.latent is not None:  # conditions are read as pixels/samples, encoded by the caller
+        H = W = plan.latent.pixel_size
+        L = plan.latent.samples
     values, names, notes = [], [], []
     for i in indices:
         path = plan.condition_files[i % len(plan.condition_files)]
@@ -266,7 +300,8 @@ def sample_base(plan: _Plan, cfg: SampleConfig, x: tuple[torch.Tensor, torch.Ten
     cfg = cfg.resolved()
     model_fn = model_fn or joint_denoiser(plan.model, plan.info["diffusion"]["variance"])
     kw = {"noise": noise} if noise is not None else {}
-    return plan.sampler.run(model_fn, x, clip=cfg.clip, callback=callback, **kw)
+    clip = cfg.clip and plan.latent is None
+    return plan.sampler.run(model_fn, x, clip=clip, callback=callback, **kw)
 
 
 def super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, x: torch.Tensor, noise=None) -> torch.Tensor:
@@ -296,7 +331,8 @@ def _super_resolve(plan: _Plan, cfg: SampleConfig, low: torch.Tensor, gen: torch
 def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
 
     F_, C, H, W = plan.model.cfg.video_size
-    out_size = plan.sr[0].cfg.large_size if plan.sr else H
+    out_size = plan.sr[0].cfg.large_size if plan.sr else plan.latent.pixel_size if plan.latent else H
+    samples = plan.latent.samples if plan.latent else plan.model.cfg.audio_size[1]
     sched = plan.sampler.schedule
     doc = {
         "format": FORMAT,
@@ -310,7 +346,7 @@ def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
         "preset": cfg.preset,
         "sampler": {"name": cfg.sampler, "steps": sched.num_steps, "spacing": plan.sampler.spacing,
                     "timesteps": sched.timesteps, "training_steps": plan.train_schedule.num_steps, "eta": cfg.eta,
-                    "clip": cfg.clip},
+                    "clip": cfg.clip and plan.latent is None},
         "sr_sampler": ({"name": cfg.sr_sampler, "steps": plan.sr[2].steps, "spacing": plan.sr[2].spacing,
                         "timesteps": plan.sr[2].timesteps, "training_steps": plan.sr[2].schedule.num_train_steps,
                         "clip": cfg.sr_clip, "clamp_low_res": cfg.sr_clamp_low_res}
@@ -320,7 +356,8 @@ def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
             "dir": str(cfg.condition_audio if plan.known == 1 else cfg.condition_video),
             "method": "replacement", "guidance_scale": cfg.guidance_scale},
         "video": {"fps": cfg.fps, "frames": F_, "height": out_size, "width": out_size, "codec": "h264+aac"},
-        "audio": {"sample_rate": cfg.sample_rate, "samples": plan.model.cfg.audio_size[1], "format": "wav pcm16"},
+        "audio": {"sample_rate": cfg.sample_rate, "samples": samples, "format": "wav pcm16"},
+        "latent": plan.latent.describe() if plan.latent else None,
         "notes": plan.notes,
         "samples": [rows[i] for i in sorted(rows)],
     }
@@ -342,7 +379,7 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
     device = torch.device(cfg.device)
     F_, C, H, W = plan.model.cfg.video_size
     L = plan.model.cfg.audio_size[1]
-    if L != F_ * cfg.sample_rate // cfg.fps:
+    if plan.latent is None and L != F_ * cfg.sample_rate // cfg.fps:
         plan.notes.append(f"audio window {L} samples is not {F_} frames at {cfg.fps} fps and {cfg.sample_rate} Hz")
     pending = [i for i in range(cfg.num_samples) if i not in rows]
 
@@ -353,12 +390,14 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
         for start in range(0, len(pending), cfg.batch_size):
             idx = pending[start:start + cfg.batch_size]
             gens = rng.generators(cfg.seed, idx)
-            x = (rng.draw(gens, (F_, C, H, W), device), rng.draw(gens, (1, L), device))
+            x = (rng.draw(gens, (F_, C, H, W), device), rng.draw(gens, tuple(plan.model.cfg.audio_size), device))
             model_fn = joint_denoiser(plan.model, plan.info["diffusion"]["variance"])
             cond_names: list[str | None] = [None] * len(idx)
             if plan.known is not None:
                 values, cond_names, notes = _conditions(plan, cfg, idx)
                 plan.notes += [n for n in notes if n not in plan.notes]
+                if plan.latent is not None:
+                    values = plan.latent.encode_condition(values.to(device), plan.known)
                 cond_noise = rng.draw(gens, values.shape[1:], device)
                 model_fn = replacement_model_fn(model_fn, plan.train_schedule, known=plan.known,
                                                 value=values.to(device), noise=cond_noise,
@@ -366,6 +405,8 @@ def run_sampling(cfg: SampleConfig) -> dict[str, Any]:
             progress.reset(steps_task, total=plan.sampler.steps)
             video, audio = sample_base(plan, cfg, x, model_fn, noise=rng.noise_fn(gens),
                                        callback=lambda k, n: progress.update(steps_task, completed=k))
+            if plan.latent is not None:
+                video, audio = plan.latent.decode(video, audio)
             for b, i in enumerate(idx):
                 clip_video = video[b]
                 if plan.sr is not None:

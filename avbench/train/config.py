@@ -41,6 +41,9 @@ class DataSection:
     # super-resolution only: frames per clip fed as independent images, and the low resolution
     sr_frames_per_clip: int = 4
     low_res: int = 64
+    # latent only: which latent shards to read, ROOT/latents/<vae>/<size> (`avbench encode` writes them);
+    # `size` is the pixel size that was encoded, e.g. {vae = "sd-mmaudio16k", size = 256}
+    latents: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,7 +115,7 @@ class DebugSection:
 @dataclass
 class TrainConfig:
     # a model kind of avbench.checkpoint.KINDS; the old spelling "baseline" is read as "mmunet"
-    kind: Literal["mmunet", "superres"] = "mmunet"
+    kind: Literal["mmunet", "superres", "latent"] = "mmunet"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     diffusion: DiffusionSection = field(default_factory=DiffusionSection)
@@ -147,6 +150,16 @@ class TrainConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{where}: {key} = {value} must be at least 1")
+        latents = self.data.latents
+        if self.kind == "latent":
+            if sorted(latents) != ["size", "vae"] or not isinstance(latents["vae"], str) or \
+                    not isinstance(latents["size"], int) or isinstance(latents["size"], bool):
+                raise ConfigError(f"{where}: a latent config needs data.latents = {{vae = \"<codec>\", size = <pixels>}}, "
+                                  f"got {latents!r}")
+            if self.data.flip:  # the latent of a flipped frame is not the flipped latent
+                raise ConfigError(f"{where}: data.flip = {self.data.flip} does not apply to latents; set it to 0")
+        elif latents:
+            raise ConfigError(f"{where}: data.latents only applies to kind = \"latent\" (this is {self.kind!r})")
 
 
 def _upgrade(d: Any) -> Any:

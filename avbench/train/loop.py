@@ -332,7 +332,7 @@ class _Window:
 
 
 # The data shapes the network was trained on: the weights load at any shape, so check them explicitly.
-_SHAPE_KEYS = ("frames", "size", "low_res", "sr_frames_per_clip")
+_SHAPE_KEYS = ("frames", "size", "low_res", "sr_frames_per_clip", "latents")
 
 
 def _check_compatible(cfg: TrainConfig, saved: dict[str, Any], path) -> None:

@@ -1,6 +1,8 @@
 """What is trained: the network for a config, and its loss on one batch.
 
 - mmunet (`avbench train baseline`): the coupled MM-UNet on (video, audio) windows; uniform t, loss = MSE(ε video) + MSE(ε audio).
+- latent (`avbench train latent`): the same MM-UNet on codec latents (`avbench encode`'s shards); the audio
+  latent is cropped/padded to the model's length (`LatentMMUNetConfig.fit_audio`) before the same loss.
 - superres: the 64→256 U-Net per frame; a few frames of each high-resolution window, the low-resolution
   input made by area-downscaling them (as guided-diffusion's super-resolution training does); hybrid
   loss (MSE + variational bound for the learned variance).
@@ -20,9 +22,10 @@ import torch.nn.functional as F
 from avbench.diffusion.gaussian import training_loss
 from avbench.diffusion.schedules import DiffusionConfig
 from avbench.errors import ConfigError
-from avbench.models.mmunet import MMUNet, MMUNetConfig
+from avbench.models.mmunet import LatentMMUNetConfig, MMUNet, MMUNetConfig
 from avbench.models.superres import SuperResConfig, SuperResUNet
 from avbench.train.config import TrainConfig
+from avbench.train.data import latent_window_shapes
 from avbench.train.throughput import count_training_flops
 
 QUARTILES = 4
@@ -45,8 +48,11 @@ def build_model_config(cfg: TrainConfig):
     elif cfg.kind == "superres":
         Config = SuperResConfig
         shape = {"large_size": cfg.data.size, "small_size": cfg.data.low_res}
+    elif cfg.kind == "latent":
+        Config = LatentMMUNetConfig
+        shape = {}  # from the latent shards, below: the levels and audio downsampling may be overridden
     else:
-        raise ConfigError(f"unknown training kind {cfg.kind!r}; use 'mmunet' or 'superres'")
+        raise ConfigError(f"unknown training kind {cfg.kind!r}; use 'mmunet', 'superres' or 'latent'")
     preset = getattr(Config, cfg.model.preset, None)
     if preset is None or not callable(preset) or cfg.model.preset.startswith("_"):
         raise ConfigError(f"[model] preset {cfg.model.preset!r} is not a {Config.__name__} preset "
@@ -57,14 +63,25 @@ def build_model_config(cfg: TrainConfig):
     if unknown:
         raise ConfigError(f"[model.overrides] unknown {Config.__name__} field {unknown[0]!r} (known: {', '.join(sorted(known))})")
     model_cfg = replace(preset(), **{**shape, **overrides})
+    if cfg.kind == "latent":
+        model_cfg = replace(model_cfg, **{**_latent_shape(cfg, model_cfg), **overrides})
     if cfg.train.activation_checkpointing:
         model_cfg = replace(model_cfg, use_checkpoint=True) if "use_checkpoint" in known else model_cfg
     return model_cfg
 
 
+def _latent_shape(cfg: TrainConfig, model_cfg: LatentMMUNetConfig) -> dict[str, Any]:
+    """Sizes, channels, codec and audio crop of the latent MM-UNet from the window shapes of its shards."""
+    video, audio = latent_window_shapes(cfg)
+    fitted = model_cfg.fitted(video, audio, codec=cfg.data.latents["vae"], pixel_size=cfg.data.latents["size"])
+    keys = ("video_size", "audio_size", "video_out_channels", "audio_out_channels", "codec", "pixel_size",
+            "audio_latent_length", "audio_crop")
+    return {k: getattr(fitted, k) for k in keys}
+
+
 def build_model(cfg: TrainConfig):
     model_cfg = build_model_config(cfg)
-    if cfg.kind == "mmunet":
+    if cfg.kind in ("mmunet", "latent"):
         model = MMUNet(model_cfg)
     else:
         model = SuperResUNet(model_cfg)
@@ -166,5 +183,18 @@ class SuperResObjective(Objective):
         return loss, out
 
 
+class LatentObjective(JointObjective):
+    """Latent MM-UNet: the joint loss on (video latent, audio latent fitted to the model's length)."""
+
+    def loss(self, model, batch):
+        return super().loss(model, {**batch, "audio": self.model_cfg.fit_audio(batch["audio"])})
+
+    def dummy_batch(self) -> dict[str, torch.Tensor]:
+        b, mc = self.cfg.data.batch_size, self.model_cfg
+        return {"video": torch.zeros(b, *mc.video_size, device=self.device),
+                "audio": torch.zeros(b, mc.audio_size[0], mc.audio_latent_length, device=self.device)}
+
+
 def make_objective(cfg: TrainConfig, model_cfg: Any, device: torch.device) -> Objective:
-    return (JointObjective if cfg.kind == "mmunet" else SuperResObjective)(cfg, model_cfg, device)
+    kinds = {"mmunet": JointObjective, "latent": LatentObjective, "superres": SuperResObjective}
+    return kinds[cfg.kind](cfg, model_cfg, device)

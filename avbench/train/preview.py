@@ -2,6 +2,9 @@
 `RUN/previews/` and to TensorBoard.
 
 - baseline: joint samples from noise with the configured sampler;
+- latent: joint samples of latents from noise (x̂0 not clamped: latents are not pixels), decoded by the
+  codec the model config names, with its default weights (HF cache / weights registry); when they are
+  missing the preview is skipped with a warning in the run log, training goes on;
 - superres: the current batch's first clips, downscaled and super-resolved frame by frame; the mp4 shows
   [bilinear upsampling | model output | ground truth] side by side, with the clip's audio.
 
@@ -24,7 +27,9 @@ import torch.nn.functional as F
 from avbench.diffusion.denoisers import joint_denoiser, superres_denoiser
 from avbench.diffusion.samplers import SamplerPlan, resolve_sampler
 from avbench.diffusion.schedules import Schedule
+from avbench.errors import AvbenchError
 from avbench.media import to_pcm, to_uint8_frames, write_mp4
+from avbench.models.latent.codec import load_codec
 
 FPS = 10
 SAMPLE_RATE = 16000
@@ -55,6 +60,13 @@ def preview_samples(cfg, model, model_cfg, objective, batch, step: int) -> tuple
             x = noise((torch.empty(n, f, c, h, w), torch.empty(n, *model_cfg.audio_size)))
             video, audio = plan.run(joint_denoiser(model, variance), x, clip=True, noise=noise)
             return video, audio[:, 0]
+        if cfg.kind == "latent":
+            codec = load_codec(model_cfg.codec, device=device)
+            x = noise((torch.empty(n, *model_cfg.video_size), torch.empty(n, *model_cfg.audio_size)))
+            video, audio = plan.run(joint_denoiser(model, variance), x, clip=False, noise=noise)
+            frames = codec.decode_video(video).clamp(-1, 1)
+            wave = codec.decode_audio(model_cfg.unfit_audio(audio))[:, :model_cfg.video_size[0] * SAMPLE_RATE // FPS]
+            return frames, wave
         clips = batch["video"][:n]  # [n, F, 3, H, W]
         nb, f = clips.shape[:2]
         high = clips.flatten(0, 1)
@@ -68,7 +80,13 @@ def preview_samples(cfg, model, model_cfg, objective, batch, step: int) -> tuple
 def write_preview(cfg, run: Path, model, model_cfg, ema, objective, batch, step: int, log) -> list[Path]:
     ema_model = copy.deepcopy(model).eval()
     ema.copy_to(ema_model)
-    video, audio = preview_samples(cfg, ema_model, model_cfg, objective, batch, step)
+    try:
+        video, audio = preview_samples(cfg, ema_model, model_cfg, objective, batch, step)
+    except AvbenchError as e:
+        if cfg.kind != "latent":
+            raise
+        log.event(step, "warning", message=f"preview skipped: {' '.join(str(e).split())}")
+        return []
     out_dir = Path(run) / "previews"
     paths = []
     for i in range(video.shape[0]):
