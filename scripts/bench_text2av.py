@@ -10,8 +10,8 @@ the process's peak RSS so far (it only grows).
     python scripts/bench_text2av.py --tiny                       # toy models on the CPU (what CI can run)
     python scripts/bench_text2av.py --device cuda --weights-dir W --vocoder-weights V [--offload]
 
---tiny builds a toy CogVideoX (avbench.sample.cogvideox.build_tiny_pipeline) and writes random weights
-for the test-only MMAudio variant `tiny-16k` into a temporary folder; its numbers say nothing about
+--tiny writes a toy CogVideoX and the test-only MMAudio variant `tiny-16k` (avbench.sample.tiny, seeded
+random weights, the same writers the tests use) into a temporary folder; its numbers say nothing about
 the real models, only that every stage runs and is accounted for.
 """
 
@@ -31,34 +31,12 @@ import torch
 
 from avbench.errors import AvbenchError
 from avbench.paths import REPO_ROOT
-from avbench.sample import cogvideox
+from avbench.sample import cogvideox, tiny
+from avbench.sample.mmaudio import PRECISIONS
 from avbench.sample.text2av import Text2AVConfig, load_models, read_prompts, run_text2av
 
 STAGES = ("cogvideox", "mmaudio features", "mmaudio flow", "mmaudio decode+vocoder", "convert", "write")
 TINY_PROMPTS = ("a crowd at the concert", "the tank fires in the desert")
-
-
-def _write_tiny_mmaudio(folder: Path) -> None:
-    """Random-init files of the test-only `tiny-16k` variant under the names its loader looks for (the
-    test kit tests/support/mmaudiokit.py writes seeded ones; scripts do not import tests)."""
-    from avbench.models.mmaudio.bigvgan import BigVGAN
-    from avbench.models.mmaudio.clip import CLIP
-    from avbench.models.mmaudio.network import build_network
-    from avbench.models.mmaudio.synchformer import Synchformer
-    from avbench.models.mmaudio.tokenizer import CLIPTokenizer
-    from avbench.models.mmaudio.vae import AudioVAE
-    from avbench.sample.mmaudio import MMAUDIO_VARIANTS, tiny_configs
-
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {role: folder / name for role, name in MMAUDIO_VARIANTS["tiny-16k"].filenames.items()}
-    files["vocab"].write_text("#version: 0.2\nt h\nth e</w>\na n\nan d</w>\n", encoding="utf-8")
-    cfgs = tiny_configs(CLIPTokenizer(files["vocab"]).vocab_size)
-    torch.manual_seed(0)
-    torch.save(build_network(cfgs["network"]).state_dict(), files["network"])
-    torch.save(AudioVAE("tiny").state_dict(), files["vae"])
-    torch.save({"generator": BigVGAN("tiny").state_dict()}, files["vocoder"])
-    torch.save(Synchformer(cfgs["synchformer"]).state_dict(), files["synchformer"])
-    torch.save(CLIP(cfgs["clip"]).state_dict(), files["clip"])
 
 
 class StageClock:
@@ -139,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights-dir", type=Path)
     ap.add_argument("--vocoder-weights", type=Path)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtype", choices=cogvideox.DTYPES)
+    ap.add_argument("--dtype", choices=tuple(PRECISIONS), help="CogVideoX precision")
+    ap.add_argument("--audio-dtype", choices=tuple(PRECISIONS), help="MMAudio precision")
     ap.add_argument("--offload", action="store_true")
     ap.add_argument("--vae-tiling", action="store_true")
     ap.add_argument("--size", type=int, default=256, choices=(64, 256))
@@ -151,16 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         prompts = tmp / "prompts.txt"
         if args.tiny:
             torch.set_num_threads(1)
-            cogvideox.write_tiny_pipeline(tmp / "cogvideox")
-            _write_tiny_mmaudio(tmp / "mmaudio")
+            tiny.write_tiny_pipeline(tmp / "cogvideox")
+            tiny.write_tiny_mmaudio(tmp / "mmaudio")
             prompts.write_text("\n".join(TINY_PROMPTS[: args.clips]) + "\n", encoding="utf-8")
             cfg = Text2AVConfig(prompts=prompts, out=args.out or tmp / "out", video_model=str(tmp / "cogvideox"),
-                                frames=cogvideox.TINY_FRAMES, video_steps=2, audio_model="tiny-16k",
+                                frames=tiny.TINY_FRAMES, video_steps=2, audio_model="tiny-16k",
                                 weights_dir=tmp / "mmaudio", audio_steps=2, size=64, device="cpu", progress=False)
         else:
             prompts.write_text("\n".join(read_prompts(args.prompts)[: args.clips]) + "\n", encoding="utf-8")
             cfg = Text2AVConfig(prompts=prompts, out=args.out or tmp / "out", video_model=args.video_model,
-                                dtype=args.dtype, offload=args.offload, vae_tiling=args.vae_tiling,
+                                dtype=args.dtype, audio_dtype=args.audio_dtype, offload=args.offload, vae_tiling=args.vae_tiling,
                                 audio_model=args.audio_model, weights_dir=args.weights_dir,
                                 vocoder_weights=args.vocoder_weights, size=args.size, device=args.device,
                                 progress=False)

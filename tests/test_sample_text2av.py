@@ -1,5 +1,5 @@
 """`avbench sample text2av`: tiny CogVideoX (diffusers classes from configs, loaded from a saved folder) and
-tiny MMAudio (random weights from the MMAudio test kit) → native and benchmark outputs; `avbench eval`
+tiny MMAudio (seeded random weights; both writers are avbench.sample.tiny) → native and benchmark outputs; `avbench eval`
 reads them; a seed gives the same bytes; the benchmark conversion, prompt lists and one-line errors."""
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def test_config_refuses_bad_frames_size_and_dtype(tmp_path):
         cfg.validate()
     with pytest.raises(text2av.SampleError, match="--size 128"):
         text2av.Text2AVConfig(prompts=tmp_path / "p.txt", out=tmp_path / "o", size=128).validate()
-    with pytest.raises(text2av.SampleError, match="--dtype fp8"):
+    with pytest.raises(text2av.SampleError, match="--dtype fp8: choose one of fp32 | bf16 | fp16"):
         text2av.Text2AVConfig(prompts=tmp_path / "p.txt", out=tmp_path / "o", dtype="fp8").validate()
+    with pytest.raises(text2av.SampleError, match="--audio-dtype float32: choose one of fp32 | bf16 | fp16"):
+        text2av.Text2AVConfig(prompts=tmp_path / "p.txt", out=tmp_path / "o", audio_dtype="float32").validate()
     assert text2av.Text2AVConfig(prompts=tmp_path, out=tmp_path, device="cpu").resolved_dtype() == "fp32"
     assert text2av.Text2AVConfig(prompts=tmp_path, out=tmp_path, device="cuda").resolved_dtype() == "fp16"
     assert text2av.Text2AVConfig(prompts=tmp_path, out=tmp_path).audio_duration() == pytest.approx(6.125)

@@ -1,7 +1,8 @@
 """MMAudio video→audio: conditioning frames, one clip's generation, and `avbench sample v2a` end to end.
 
 Everything runs the real parts with the test-only `tiny-16k` variant (seeded random weights in the
-released files' formats, tests/support/mmaudiokit.py); nothing is downloaded."""
+released files' formats, avbench.sample.tiny through tests/support/mmaudiokit.py); nothing is downloaded.
+The options shared with `avbench sample text2av` (MMAudioOptions) are checked here for both commands."""
 
 import json
 from pathlib import Path
@@ -118,8 +119,8 @@ def _files(out: Path) -> dict[str, bytes]:
 def test_v2a_on_demo_test_clips_writes_a_folder_eval_accepts(demo_dataset, tiny, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("AVBENCH_CACHE", str(tmp_path / "cache"))
     weights_args = ["--weights-dir", tiny["network"].parent]
-    common = ["--videos", f"{demo_dataset}:test", "--audio-model", "tiny-16k", *weights_args, "--steps", 3,
-              "--num-samples", 2, "--seed", 5, "--duration", 1.6, "--no-progress"]
+    common = ["--videos", f"{demo_dataset}:test", "--audio-model", "tiny-16k", *weights_args, "--audio-steps", 3,
+              "--num-samples", 2, "--seed", 5, "--duration", 1.6, "--device", "cpu", "--no-progress"]
     res = _v2a_cli([*common, "--out", tmp_path / "a"])
     assert res.exit_code == 0, res.output
     res = _v2a_cli([*common, "--out", tmp_path / "b"])
@@ -154,8 +155,8 @@ def test_v2a_on_demo_test_clips_writes_a_folder_eval_accepts(demo_dataset, tiny,
 
 
 def test_v2a_resumes_and_refuses_other_settings(demo_dataset, tiny, tmp_path, one_thread):
-    cfg = V2AConfig(videos=f"{demo_dataset}:test", out=tmp_path / "run", audio_model="tiny-16k", steps=2,
-                    num_samples=1, duration=1.0, progress=False, weights_dir=tiny["network"].parent)
+    cfg = V2AConfig(videos=f"{demo_dataset}:test", out=tmp_path / "run", audio_model="tiny-16k", audio_steps=2,
+                    num_samples=1, duration=1.0, device="cpu", progress=False, weights_dir=tiny["network"].parent)
     run_v2a(cfg)
     first = _files(cfg.out)
     cfg.num_samples = 2  # extends the finished run, sample 0 untouched
@@ -163,6 +164,9 @@ def test_v2a_resumes_and_refuses_other_settings(demo_dataset, tiny, tmp_path, on
     assert [r["index"] for r in doc["samples"]] == [0, 1]
     assert _files(cfg.out)["video/0.mp4"] == first["video/0.mp4"]
     cfg.seed = 1
+    with pytest.raises(SampleError, match="other settings"):
+        run_v2a(cfg)
+    cfg.seed, cfg.audio_dtype = 0, "bf16"  # the precision is part of what made the files
     with pytest.raises(SampleError, match="other settings"):
         run_v2a(cfg)
 
@@ -174,9 +178,9 @@ def test_v2a_from_a_folder_of_mp4_uses_each_clips_length_capped_at_8s(tiny, tmp_
     write_mp4(clips / "a.mp4", rng.integers(0, 256, (12, 40, 56, 3), dtype=np.uint8), None, 10)  # 1.2 s
     write_mp4(clips / "b.mp4", rng.integers(0, 256, (25, 40, 56, 3), dtype=np.uint8), None, 25)  # 1.0 s
     write_mp4(clips / "c.mp4", rng.integers(0, 256, (85, 24, 24, 3), dtype=np.uint8), None, 10)  # 8.5 s
-    doc = run_v2a(V2AConfig(videos=str(clips), out=tmp_path / "out", audio_model="tiny-16k", steps=1,
-                            progress=False, **{f"{k}_weights" if k not in ("vocab",) else "clip_vocab": v
-                                               for k, v in tiny.items()}))
+    doc = run_v2a(V2AConfig(videos=str(clips), out=tmp_path / "out", audio_model="tiny-16k", audio_steps=1,
+                            device="cpu", progress=False, **{f"{k}_weights" if k not in ("vocab",) else "clip_vocab": v
+                                                             for k, v in tiny.items()}))
     rows = doc["samples"]
     assert [(r["condition"], r["duration_s"], r["fps"], r["frames"]) for r in rows] == [
         ("a.mp4", 1.2, 10, 12), ("b.mp4", 1.0, 25, 25), ("c.mp4", 8.0, 10, 80)]
@@ -188,21 +192,23 @@ def test_v2a_from_a_folder_of_mp4_uses_each_clips_length_capped_at_8s(tiny, tmp_
 def test_v2a_help_lists_the_options():
     res = _v2a_cli(["--help"])
     assert res.exit_code == 0, res.output
-    for opt in ("--videos", "--audio-model", "--duration", "--seed", "--steps", "--cfg-strength", "--num-samples",
-                "--device", "--dtype", "--out", "--network-weights", "--weights-dir"):
+    for opt in ("--videos", "--audio-model", "--duration", "--seed", "--audio-steps", "--cfg-strength", "--num-samples",
+                "--device", "--audio-dtype", "--out", "--network-weights", "--weights-dir", "--negative-prompt"):
         assert opt in res.output, opt
+    assert res.output.index("--videos") < res.output.index("--audio-model")  # the command's own options first
 
 
 def test_output_video_holds_a_fractional_rate_at_10fps_and_audio_is_resampled_to_16k():
-    from avbench.sample.v2a import _output_video, _to_out_rate
+    from avbench.sample.mmaudio import resample_audio
+    from avbench.sample.v2a import _output_video
 
     frames = np.arange(25, dtype=np.uint8).reshape(25, 1, 1, 1).repeat(3, axis=3)  # frame k has value k
     video, fps, note = _output_video(frames, 12.5, 2.0)  # 2 s of a 12.5 fps clip
     assert fps == 10 and len(video) == 20 and "12.5 fps" in note
     assert video[:, 0, 0, 0].tolist() == hold_indices(uniform_times(25, 12.5), 10, 20)
     t = np.arange(44100) / 44100
-    wave = _to_out_rate(np.sin(2 * np.pi * 440 * t).astype(np.float32), 44100, 16000)  # a 44.1 kHz variant's output
-    assert wave.shape == (16000,) and wave.dtype == np.float32
+    wave, pad = resample_audio(np.sin(2 * np.pi * 440 * t).astype(np.float32), 44100, 16000)  # a 44.1 kHz output
+    assert wave.shape == (16000,) and wave.dtype == np.float32 and pad == 0
     peak = np.argmax(np.abs(np.fft.rfft(wave)))  # 1 Hz bins over 1 s
     assert peak == 440
 
@@ -222,3 +228,62 @@ def test_44k_vocoder_offline_without_hf_cache_names_the_hub_id_and_flag(tmp_path
         _locate(MMAUDIO_VARIANTS["mmaudio-large-44k-v2"], "vocoder", {}, None)
     msg = str(exc.value)
     assert "\n" not in msg and "nvidia/bigvgan_v2_44khz_128band_512x" in msg and "--vocoder-weights" in msg
+
+
+# ---- the MMAudio options both commands share ----------------------------------------------------------------
+
+def _params(name: str) -> dict[str, object]:
+    """--option → its click parameter, as the command line builds it."""
+    from avbench.commands.options import to_click
+    from avbench.commands.sample_text2av import text2av
+    from avbench.commands.sample_v2a import v2a
+
+    cmd = to_click(name, {"v2a": v2a, "text2av": text2av}[name])
+    return {p.opts[0]: p for p in cmd.params}
+
+
+def test_both_commands_take_the_same_mmaudio_options_with_their_own_audio_model_default():
+    import dataclasses
+
+    from avbench.sample.mmaudio import MMAudioOptions
+    from avbench.sample.text2av import Text2AVConfig
+
+    shared = [f.name for f in dataclasses.fields(MMAudioOptions)]
+    v2a, t2av = _params("v2a"), _params("text2av")
+    for name in shared:
+        opt = "--" + name.replace("_", "-")
+        assert opt in v2a and opt in t2av, opt
+        if name != "audio_model":  # word for word the same option in both commands
+            assert (v2a[opt].help, v2a[opt].default) == (t2av[opt].help, t2av[opt].default), opt
+    assert (v2a["--audio-model"].default, t2av["--audio-model"].default) == ("mmaudio-small-16k", "mmaudio-large-44k-v2")
+    assert (v2a["--device"].default, v2a["--audio-steps"].default, v2a["--cfg-strength"].default) == ("cuda", 25, 4.5)
+    assert "--steps" not in v2a and "--dtype" not in v2a and t2av["--dtype"].help.startswith("CogVideoX precision")
+    for cls in (V2AConfig, Text2AVConfig):
+        assert issubclass(cls, MMAudioOptions)
+    v = V2AConfig(videos="x", out=Path("o"), clip_vocab=Path("bpe.txt"), network_weights=Path("n.pth"))
+    assert v.weight_paths() == {"network": Path("n.pth"), "vocab": Path("bpe.txt")}
+    assert (v.audio_steps, v.cfg_strength, v.resolved_audio_dtype()) == (25, 4.5, "bf16")
+    assert dataclasses.replace(v, device="cpu").resolved_audio_dtype() == "fp32"
+
+
+@pytest.mark.parametrize("bad, match", [({"audio_dtype": "float16"}, "--audio-dtype float16: choose one of fp32 | bf16 | fp16"),
+                                        ({"audio_steps": 0}, "--audio-steps 0: at least 1"),
+                                        ({"audio_model": "mmaudio-huge"}, "--audio-model 'mmaudio-huge'")])
+def test_both_configs_refuse_bad_mmaudio_options_in_one_line(bad, match, tmp_path):
+    from avbench.sample.text2av import Text2AVConfig
+
+    for cfg in (V2AConfig(videos="x", out=tmp_path, device="cpu", **bad),
+                Text2AVConfig(prompts=tmp_path, out=tmp_path, device="cpu", **bad)):
+        with pytest.raises(SampleError, match=match) as exc:
+            cfg.validate()
+        assert "\n" not in str(exc.value)
+
+
+def test_v2a_defaults_to_cuda_and_without_it_says_to_pass_device_cpu(demo_dataset, tiny, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    res = _v2a_cli(["--videos", f"{demo_dataset}:test", "--out", tmp_path / "o", "--audio-model", "tiny-16k",
+                    "--weights-dir", tiny["network"].parent, "--no-progress"])
+    assert res.exit_code == 2
+    assert res.output.startswith("error: --device cuda: no CUDA device here; pass --device cpu"), res.output
+    assert not (tmp_path / "o").exists()

@@ -61,6 +61,14 @@ def _flag(decls: tuple[str, ...]) -> tuple[str, ...]:
     return (f"{decls[0]}/--no-{decls[0].removeprefix('--')}", *decls[1:])
 
 
+def _own_fields_first(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass, those it inherits (e.g. the MMAudio options two sample commands
+    share) after its own, so a command's help opens with what is particular to it."""
+    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)}
+    fields = dataclasses.fields(cls)
+    return [f for f in fields if f.name not in inherited] + [f for f in fields if f.name in inherited]
+
+
 @dataclass
 class Config:
     """Default of a command parameter that stands for every field of a config dataclass.
@@ -87,7 +95,7 @@ class Config:
         if unknown:  # a field renamed in the library must not silently drop its CLI customisation
             raise TypeError(f"Config({self.target!r}) names fields it does not have: {unknown}")
         params, converters = [], {}
-        for f in dataclasses.fields(cls):
+        for f in _own_fields_first(cls):
             if f.name in self.skip or not f.init:
                 continue
             param, convert = self._parameter(f, hints[f.name])

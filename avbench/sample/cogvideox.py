@@ -19,6 +19,7 @@ import numpy as np
 
 from avbench.errors import MissingInputError, SampleError, WeightsError
 from avbench.io import sha256_file
+from avbench.sample.mmaudio import parse_precision
 
 DEFAULT_MODEL = "THUDM/CogVideoX-2b"  # the hub also answers to zai-org/CogVideoX-2b (the org's new name)
 # What the original baseline script used (CogVideoX-2b's own recipe): 49 frames = 6 s at 8 fps plus the
@@ -27,7 +28,6 @@ DEFAULT_FRAMES = 49
 DEFAULT_FPS = 8
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 6.0
-DTYPES = ("fp16", "bf16", "fp32")
 LICENCES = {
     "cogvideox-2b": "Apache-2.0 (CogVideoX-2B weights)",
     "cogvideox": "CogVideoX licence (CogVideoX-5B / 1.5 weights; see the model card)",
@@ -45,14 +45,6 @@ def licence_of(model: str) -> str:
     if _is_path(model):
         return "see the folder's model card (local folder)"
     return LICENCES["cogvideox-2b"] if name == "cogvideox-2b" else LICENCES["cogvideox"]
-
-
-def torch_dtype(name: str, flag: str = "--dtype"):
-    import torch
-
-    if name not in DTYPES:
-        raise SampleError(f"{flag} {name}: choose one of {', '.join(DTYPES)}")
-    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
 def check_num_frames(num_frames: int, temporal_compression: int = 4) -> None:
@@ -123,7 +115,7 @@ def load_cogvideox(model: str = DEFAULT_MODEL, *, dtype: str = "fp16", device: s
             import accelerate  # noqa: F401  (diffusers' model offload is built on it)
         except ImportError:
             raise SampleError("--offload needs the accelerate package: pip install accelerate") from None
-    torch_dtype(dtype)  # refuse a bad name before any download
+    torch_dtype = parse_precision(dtype, "--dtype")  # refuse a bad name before any download
     if _is_path(model):
         folder = Path(model).expanduser()
         if not folder.is_dir():
@@ -136,7 +128,7 @@ def load_cogvideox(model: str = DEFAULT_MODEL, *, dtype: str = "fp16", device: s
         raise VideoModelError(f"{folder}: no model_index.json; --video-model needs a diffusers pipeline folder "
                               "(what CogVideoXPipeline.save_pretrained writes)")
     try:
-        pipe = CogVideoXPipeline.from_pretrained(str(folder), dtype=torch_dtype(dtype))
+        pipe = CogVideoXPipeline.from_pretrained(str(folder), dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VideoModelError(f"{folder}: not a loadable CogVideoX pipeline ({first}); check the folder") from None
@@ -186,59 +178,3 @@ def generate_video(vm: VideoModel, prompt: str, *, seed: int, num_frames: int = 
         raise SampleError(f"{vm.info['id']}: asked for {num_frames} frames, the pipeline returned {len(frames)}; "
                           "choose --frames the model's VAE decodes exactly (CogVideoX: 8N+1)")
     return np.rint(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-# ---- a toy-sized pipeline for the tests and `scripts/bench_text2av.py --tiny` -----------------------------
-TINY_WORDS = ("a", "the", "of", "on", "in", "with", "and", "at", "crowd", "stage", "guitar", "drums", "lights",
-              "concert", "soldier", "rifle", "fires", "explosion", "tank", "desert", "night", "rain")
-TINY_TEXT_LEN = 8  # tokens: the transformer's max_text_seq_length, to which the pipeline pads prompts
-TINY_FRAMES = 17  # 8·2 + 1: 2.125 s at 8 fps, so the 10 fps benchmark clip (21 frames) holds a 16-frame window
-TINY_SIZE = (16, 32)  # (height, width) in pixels: 2×4 latents, 1×2 patches
-
-
-def _tiny_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(TINY_WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=TINY_TEXT_LEN)
-
-
-def build_tiny_pipeline(seed: int = 0):
-    """A CogVideoXPipeline of the real diffusers/transformers classes at a toy size with seeded random
-    weights (nothing downloaded): the T5 tokenizer is replaced by a word-level `tokenizers` vocabulary,
-    because a SentencePiece model cannot be made offline. For tests and CPU benchmarks only."""
-    import torch
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
-
-    tokenizer = _tiny_tokenizer()
-    torch.manual_seed(seed)
-    text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=1,
-                                           num_heads=2, relative_attention_num_buckets=8, pad_token_id=0,
-                                           eos_token_id=1, decoder_start_token_id=0))
-    transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=8,
-        text_embed_dim=16, num_layers=1, sample_width=TINY_SIZE[1] // 8, sample_height=TINY_SIZE[0] // 8,
-        sample_frames=TINY_FRAMES, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=TINY_TEXT_LEN)
-    vae = AutoencoderKLCogVideoX(
-        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
-        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
-    # CogVideoX-2b's own scheduler settings (v-prediction, zero-SNR rescale, trailing spacing)
-    scheduler = CogVideoXDDIMScheduler(timestep_spacing="trailing", prediction_type="v_prediction",
-                                       rescale_betas_zero_snr=True, snr_shift_scale=3.0, clip_sample=False,
-                                       beta_schedule="scaled_linear", set_alpha_to_one=True)
-    return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                             scheduler=scheduler)
-
-
-def write_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
-    """The tiny pipeline saved as a diffusers folder (what `--video-model DIR` loads)."""
-    build_tiny_pipeline(seed).save_pretrained(str(directory))
-    return Path(directory)
-

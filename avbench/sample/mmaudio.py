@@ -14,26 +14,35 @@ MMAudio's `load_video` (torchvision `v2.Resize` on uint8 frames = torch's antial
 Variants are `mmaudio-small-16k` (BigVGAN-v1 vocoder), the 44.1 kHz ones (vocoder: diffusers'
 `MMAudioVocoder` with BigVGAN-v2's weights from the hub's `nvidia/bigvgan_v2_44khz_128band_512x` through the HF
 cache, or a local file), and `tiny-16k`, a test-only variant with tiny widths whose files
-come from tests/support/mmaudiokit.py (random weights; no released file exists).
+`avbench.sample.tiny.write_tiny_mmaudio` writes (seeded random weights; no released file exists).
+
+`MMAudioOptions` is the one set of MMAudio options (variant, weight files, steps, CFG, precision, device)
+that `avbench sample v2a` and `avbench sample text2av` both inherit, so each is written once; beside it
+the two output steps they share (audio to the metrics' 16 kHz, one sample's mp4 + wav). The module is
+longer than most because it is the one place where those two commands meet MMAudio: loading, conditioning
+frames, generation, the shared options and the shared output, each short.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 import torch
 import torch.nn.functional as F
 
 from avbench import weights as registry
+from avbench.curate.audiotrack import SOXR_QUALITY
 from avbench.curate.hold import hold_indices, uniform_times
-from avbench.diffusion.flow_matching import flow_sampler, guided_velocity, prior_noise, time_grid
+from avbench.diffusion.flow_matching import FLOW_SAMPLERS, flow_sampler, guided_velocity, prior_noise, time_grid
 from avbench.errors import CheckpointError, SampleError
 from avbench.io import sha256_file
+from avbench.media import write_mp4, write_wav
 from avbench.models.mmaudio.bigvgan import load_vocoder
 from avbench.models.mmaudio.clip import CLIP_WEIGHTS, CLIPConfig, load_clip
 from avbench.models.mmaudio.network import VARIANTS as NETWORKS
@@ -44,8 +53,9 @@ from avbench.models.mmaudio.tokenizer import VOCAB_WEIGHTS, CLIPTokenizer
 from avbench.models.mmaudio.vae import AUDIO_VAES, load_audio_vae
 from avbench.models.state_dict import clean_state_dict, safe_load
 
-__all__ = ["MMAUDIO_VARIANTS", "ROLES", "MMAudioBundle", "MMAudioVariant", "clip_transform", "generate_audio",
-           "load_bundle", "sync_transform", "tiny_configs"]
+__all__ = ["METRICS_RATE", "MMAUDIO_VARIANTS", "PRECISIONS", "ROLES", "MMAudioBundle", "MMAudioOptions", "MMAudioVariant",
+           "audio_model_field", "check_device", "clip_transform", "generate_audio", "load_bundle", "parse_precision",
+           "resample_audio", "resolve_precision", "sync_transform", "tiny_configs", "write_clip"]
 
 ROLES = ("network", "vae", "vocoder", "synchformer", "clip", "vocab")
 TRAINED_DURATION_S = 8.0  # every released variant was trained on 8 s clips
@@ -85,7 +95,7 @@ MMAUDIO_VARIANTS: dict[str, MMAudioVariant] = {
     **{f"mmaudio-{v.replace('_', '-')}": _released(f"mmaudio-{v.replace('_', '-')}", v, "44k",
                                                    f"mmaudio-net-{v.replace('_', '-')}")
        for v in ("small_44k", "medium_44k", "large_44k", "large_44k_v2")},
-    # Test-only: random weights written by tests/support/mmaudiokit.py under these names.
+    # Test-only: random weights written by avbench.sample.tiny.write_tiny_mmaudio under these names.
     "tiny-16k": MMAudioVariant("tiny-16k", "tiny_16k", "tiny", dict.fromkeys(ROLES),
                                {"network": "tiny_16k.pth", "vae": "vae-tiny.pth", "vocoder": "bigvgan-tiny.pt",
                                 "synchformer": "synchformer-tiny.pth", "clip": "clip-tiny.bin",
@@ -180,7 +190,7 @@ def _load_tiny_network(cfg: MMAudioConfig, path: str) -> MMAudio:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: not a tiny-16k MMAudio network ({str(exc).splitlines()[0]}); "
-                              "write it with tests/support/mmaudiokit.py") from None
+                              "write it with avbench.sample.tiny.write_tiny_mmaudio") from None
     model.refresh_tables()
     return model.eval()
 
@@ -311,3 +321,138 @@ def generate_audio(bundle: MMAudioBundle, frames_uint8: np.ndarray | torch.Tenso
         "generated_samples": int(wave.shape[0]),
     }
     return np.ascontiguousarray(wave[:n], dtype=np.float32), rate, info
+
+
+# ---- what both MMAudio commands write -------------------------------------------------------------------
+
+METRICS_RATE = 16000  # what avbench eval reads
+
+
+def resample_audio(wave: np.ndarray, rate: int, samples: int, rate_out: int = METRICS_RATE) -> tuple[np.ndarray, int]:
+    """Mono audio at `rate` → exactly `samples` samples at `rate_out` (soxr at curation's quality, then
+    zero-padded or cut, clipped to [-1, 1]); returns it and how many samples were padded at the end."""
+    wave = np.asarray(wave, np.float32).reshape(-1)
+    if rate != rate_out:
+        wave = soxr.resample(wave, rate, rate_out, quality=SOXR_QUALITY).astype(np.float32)
+    pad = max(samples - len(wave), 0)
+    if pad:
+        wave = np.concatenate([wave, np.zeros(pad, np.float32)])
+    return np.clip(wave[:samples], -1.0, 1.0), pad
+
+
+def write_clip(out: Path, i: int, frames: np.ndarray, wave: np.ndarray, fps: int, rate: int,
+               prefix: str = "") -> dict[str, str]:
+    """Sample i as `avbench sample` lays it out: {prefix}video/<i>.mp4 (frames + AAC) and
+    {prefix}audio/<i>.wav (16-bit PCM); returns the two paths relative to `out`."""
+    rel = {"video": f"{prefix}video/{i}.mp4", "audio": f"{prefix}audio/{i}.wav"}
+    write_wav(out / rel["audio"], wave, rate)
+    write_mp4(out / rel["video"], frames, wave, fps, rate)
+    return rel
+
+
+# ---- the options both MMAudio commands share ------------------------------------------------------------
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # train --precision's names
+_EULER = FLOW_SAMPLERS["euler"]
+_WEIGHT_FIELDS = {role: flag.removeprefix("--").replace("-", "_") for role, flag in _FLAGS.items()}
+
+
+def parse_precision(name: str, flag: str) -> torch.dtype:
+    """The dtype of a precision name: the project's one spelling (fp32 | bf16 | fp16), for MMAudio's
+    `--audio-dtype` and CogVideoX's `--dtype` alike."""
+    if name not in PRECISIONS:
+        raise SampleError(f"{flag} {name}: choose one of {' | '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+def resolve_precision(given: str | None, device: str, on_cuda: str) -> str:
+    """A precision flag's value, or its default: `on_cuda` on a CUDA device, fp32 on the CPU (where half
+    precision is slow or unsupported)."""
+    if given is not None:
+        return given
+    return on_cuda if str(device).startswith("cuda") else "fp32"
+
+
+def check_device(device: str) -> None:
+    """The commands default to CUDA; without it, one line saying how to run on the CPU instead."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise SampleError(f"--device {device}: no CUDA device here; pass --device cpu (practical only for small "
+                          "models: the released ones take minutes to hours per clip on a CPU)")
+
+
+def audio_model_field(default: str, why: str):
+    """The `--audio-model` field with a command's own default (v2a: small-16k; text2av: large-44k-v2)."""
+    return field(default=default, metadata={"help": (
+        f"MMAudio variant: {' | '.join(MMAUDIO_VARIANTS)} (tiny-16k: test-only random weights). Default: {default} "
+        f"({why}). Checkpoints are CC-BY-NC-4.0 (non-commercial); `avbench weights fetch {default}` gets them.")})
+
+
+@dataclass(kw_only=True)
+class MMAudioOptions:
+    """The MMAudio options of `avbench sample v2a` and `avbench sample text2av`, written once: the variant,
+    where its files are, the Euler steps, CFG, precision and device. Each command's config inherits it
+    (kw_only, so the commands' own required fields may follow) and overrides `audio_model`'s default."""
+
+    # metadata["help"] is the help of the generated option, in both commands
+    audio_model: str = audio_model_field("mmaudio-small-16k", "the 16 kHz variant, the metrics' rate")
+    weights_dir: Path | None = field(default=None, metadata={
+        "help": "Folder holding the MMAudio files under their released names ("
+                f"{', '.join(MMAUDIO_VARIANTS['mmaudio-small-16k'].filenames.values())} for mmaudio-small-16k). "
+                "Default: the avbench cache and the per-file environment variables."})
+    network_weights: Path | None = field(default=None, metadata={"help": "The MMAudio flow network (mmaudio_*.pth)."})
+    vae_weights: Path | None = field(default=None, metadata={"help": "The audio VAE (v1-16.pth / v1-44.pth)."})
+    vocoder_weights: Path | None = field(default=None, metadata={
+        "help": "The vocoder: best_netG.pt (16 kHz); for 44.1 kHz variants BigVGAN-v2's bigvgan_generator.pt or a "
+                "diffusers MMAudioVocoder folder (default: nvidia/bigvgan_v2_44khz_128band_512x through the HF cache)."})
+    synchformer_weights: Path | None = field(default=None, metadata={"help": "synchformer_state_dict.pth."})
+    clip_weights: Path | None = field(default=None, metadata={
+        "help": "DFN5B-CLIP-ViT-H-14-384 open_clip_pytorch_model.bin."})
+    clip_vocab: Path | None = field(default=None, metadata={"help": "CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz)."})
+    negative_prompt: str = field(default="", metadata={"help": "MMAudio: text of the unconditional (CFG) branch."})
+    audio_steps: int = field(default=_EULER.default_steps, metadata={
+        "help": f"MMAudio Euler steps of the flow (MMAudio's: {_EULER.default_steps}).", "min": 1})
+    cfg_strength: float = field(default=_EULER.default_cfg_strength, metadata={
+        "help": "MMAudio classifier-free guidance s: s·cond + (1-s)·uncond; below 1 the conditional flow alone "
+                f"(MMAudio's: {_EULER.default_cfg_strength:g})."})
+    audio_dtype: str | None = field(default=None, metadata={
+        "help": f"MMAudio precision: {' | '.join(PRECISIONS)}. Default: bf16 on CUDA (MMAudio's demo), fp32 on the CPU."})
+    device: str = field(default="cuda", metadata={
+        "help": "cuda, cuda:1, cpu, … (without a CUDA device, pass --device cpu)."})
+
+    def validate(self) -> None:
+        if self.audio_model not in MMAUDIO_VARIANTS:
+            raise SampleError(f"--audio-model {self.audio_model!r}: choose one of {', '.join(MMAUDIO_VARIANTS)}")
+        parse_precision(self.resolved_audio_dtype(), "--audio-dtype")
+        if self.audio_steps < 1:
+            raise SampleError(f"--audio-steps {self.audio_steps}: at least 1")
+
+    def resolved_audio_dtype(self) -> str:
+        return resolve_precision(self.audio_dtype, self.device, on_cuda="bf16")  # MMAudio's demo on GPUs
+
+    def weight_paths(self) -> dict[str, Path]:
+        """The MMAudio files given explicitly, by role (ROLES)."""
+        given = {role: getattr(self, name) for role, name in _WEIGHT_FIELDS.items()}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def load_mmaudio(self) -> MMAudioBundle:
+        """The device checked, then every part of the variant loaded at the resolved precision."""
+        check_device(self.device)
+        return load_bundle(self.audio_model, self.weight_paths(), self.weights_dir, self.device,
+                           parse_precision(self.resolved_audio_dtype(), "--audio-dtype"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    def identity(self, bundle: MMAudioBundle, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The settings that decide the files (resume refuses a folder made with others): every field but
+        `skip`, the device and where the weight files lie (their checksums count instead), with the
+        resolved precision."""
+        dropped = {*skip, "device", "weights_dir", *_WEIGHT_FIELDS.values()}
+        d = {k: v for k, v in self.to_dict().items() if k not in dropped}
+        d["audio_dtype"] = self.resolved_audio_dtype()
+        d["mmaudio_weights_sha256"] = {role: w["sha256"] for role, w in sorted(bundle.weights.items())}
+        return d
+
+    def sampler_record(self) -> dict[str, Any]:
+        return {"name": "flow-euler", "steps": self.audio_steps, "cfg_strength": self.cfg_strength,
+                "time_grid": "linspace(0, 1, steps + 1), t = 0 noise, t = 1 data"}

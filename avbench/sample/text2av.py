@@ -16,13 +16,17 @@ Sample i is prompt i mod P (P prompts) in repetition i div P with seed `seed + i
 Audio duration: MMAudio gets the video's own duration (49 frames at 8 fps = 6.125 s). The original script
 asked for 8 s, but its video loader cuts the duration to the clip's length when the clip is shorter, so it
 ran at the video's length too; asking for more would make audio with no frames under it.
+
+Options: CogVideoX's are this module's; the MMAudio ones (`--audio-model`, weight files, `--audio-steps`,
+`--cfg-strength`, `--negative-prompt`, `--audio-dtype`, `--device`) are `MMAudioOptions`, shared with
+`avbench sample v2a`. Precisions are spelled fp32 | bf16 | fp16 for both models (`--dtype`, `--audio-dtype`).
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +38,31 @@ from avbench.curate.hold import hold_indices, uniform_times
 from avbench.curate.pictures import SCALER, Shrinker
 from avbench.errors import MissingInputError, SampleError
 from avbench.io import atomic_write_json, sha256_bytes
-from avbench.media import write_mp4, write_wav
 from avbench.sample import cogvideox
+from avbench.sample.mmaudio import (
+    METRICS_RATE,
+    MMAudioOptions,
+    audio_model_field,
+    generate_audio,
+    parse_precision,
+    resample_audio,
+    resolve_precision,
+    write_clip,
+)
 from avbench.sample.pipeline import FORMAT, FORMAT_VERSION, load_previous
 
 BENCH_FPS = 10
-BENCH_RATE = 16000
+BENCH_RATE = METRICS_RATE
 SIZES = (64, 256)
 RESIZE = "center-crop"  # curation's default square mode
-_NOT_IDENTITY = ("out", "num_samples", "progress", "device", "offload")  # they do not change the files
+# they do not change the files, or (paths) are replaced by the content's checksums
+_NOT_IDENTITY = ("out", "num_samples", "progress", "offload", "prompts", "video_model", "hf_cache")
 
 
-@dataclass
-class Text2AVConfig:
+@dataclass(kw_only=True)
+class Text2AVConfig(MMAudioOptions):
+    """`avbench sample text2av`: CogVideoX's options, then the MMAudio options (inherited, shared with v2a)."""
+
     # metadata["help"] is the help of the generated `avbench sample text2av` option
     prompts: Path = field(metadata={"help": "Text file, one prompt per line; blank lines and lines starting "
                                             "with # are skipped (see manifests/prompts/)."})
@@ -58,7 +74,7 @@ class Text2AVConfig:
     hf_cache: Path | None = field(default=None, metadata={
         "help": "Hugging Face cache folder for hub models. Default: the hub's own ($HF_HOME/hub)."})
     dtype: str | None = field(default=None, metadata={
-        "help": "CogVideoX precision: fp16 | bf16 | fp32. Default: fp16 on CUDA (the original's), fp32 on CPU."})
+        "help": "CogVideoX precision: fp32 | bf16 | fp16. Default: fp16 on CUDA (the original's), fp32 on CPU."})
     offload: bool = field(default=False, metadata={
         "help": "Keep CogVideoX's parts on the CPU and move each to the GPU while it runs (small GPUs)."})
     vae_tiling: bool = field(default=False, metadata={
@@ -75,62 +91,28 @@ class Text2AVConfig:
     guidance: float = field(default=cogvideox.DEFAULT_GUIDANCE, metadata={"help": "CogVideoX guidance scale."})
     dynamic_cfg: bool = field(default=True, metadata={
         "help": "CogVideoX's dynamic CFG (guidance ramped over the steps), as the original script."})
-    audio_model: str = field(default="mmaudio-large-44k-v2", metadata={
-        "help": "MMAudio variant: mmaudio-small-16k | mmaudio-small-44k | mmaudio-medium-44k | mmaudio-large-44k | "
-                "mmaudio-large-44k-v2 (default, as the original script)."})
-    weights_dir: Path | None = field(default=None, metadata={
-        "help": "Folder holding the MMAudio files under their released names. Default: the avbench cache "
-                "(`avbench weights fetch <variant>`)."})
-    network_weights: Path | None = field(default=None, metadata={"help": "MMAudio network file (mmaudio_*.pth)."})
-    vae_weights: Path | None = field(default=None, metadata={"help": "MMAudio VAE file (v1-16.pth / v1-44.pth)."})
-    vocoder_weights: Path | None = field(default=None, metadata={
-        "help": "Vocoder file (best_netG.pt for 16k; the BigVGAN-v2 44 kHz generator or a diffusers MMAudioVocoder "
-                "folder for 44k)."})
-    synchformer_weights: Path | None = field(default=None, metadata={"help": "synchformer_state_dict.pth."})
-    clip_weights: Path | None = field(default=None, metadata={"help": "CLIP DFN5B ViT-H/14-384 weights file."})
-    clip_vocab: Path | None = field(default=None, metadata={"help": "CLIP BPE merges file."})
-    audio_dtype: str | None = field(default=None, metadata={
-        "help": "MMAudio precision: fp16 | bf16 | fp32. Default: bf16 on CUDA (MMAudio's demo), fp32 on CPU."})
-    audio_steps: int = field(default=25, metadata={"help": "MMAudio Euler steps.", "min": 1})
-    cfg_strength: float = field(default=4.5, metadata={"help": "MMAudio classifier-free guidance strength."})
+    audio_model: str = audio_model_field("mmaudio-large-44k-v2", "as the original script")
     duration: float | None = field(default=None, metadata={
         "help": "Seconds of audio. Default: the video's duration (frames / video fps)."})
     size: int = field(default=64, metadata={"help": "Benchmark frame size: 64 or 256 (square, centre crop)."})
     seed: int = field(default=0, metadata={"help": "Sample i uses seed + i (video and audio)."})
     num_samples: int = field(default=1, metadata={"help": "Samples per prompt.", "min": 1})
-    device: str = field(default="cuda", metadata={"help": "cuda, cuda:1, cpu, …"})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def resolved_dtype(self) -> str:
-        if self.dtype is not None:
-            return self.dtype
-        return "fp16" if str(self.device).startswith("cuda") else "fp32"
-
-    def resolved_audio_dtype(self) -> str:
-        if self.audio_dtype is not None:
-            return self.audio_dtype
-        return "bf16" if str(self.device).startswith("cuda") else "fp32"
-
-    def weight_paths(self) -> dict[str, Path]:
-        """The MMAudio files given explicitly, by role (avbench.sample.mmaudio.ROLES)."""
-        given = {"network": self.network_weights, "vae": self.vae_weights, "vocoder": self.vocoder_weights,
-                 "synchformer": self.synchformer_weights, "clip": self.clip_weights, "vocab": self.clip_vocab}
-        return {k: v for k, v in given.items() if v is not None}
+        return resolve_precision(self.dtype, self.device, on_cuda="fp16")  # the original script's
 
     def audio_duration(self) -> float:
         return self.duration if self.duration is not None else self.frames / self.video_fps
 
     def validate(self) -> None:
+        super().validate()
         cogvideox.check_num_frames(self.frames)
-        cogvideox.torch_dtype(self.resolved_dtype())
-        cogvideox.torch_dtype(self.resolved_audio_dtype(), flag="--audio-dtype")
+        parse_precision(self.resolved_dtype(), "--dtype")
         if self.size not in SIZES:
             raise SampleError(f"--size {self.size}: the benchmark's sizes are {' and '.join(map(str, SIZES))}")
         if self.audio_duration() <= 0:
             raise SampleError(f"--duration {self.duration}: must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -170,32 +152,16 @@ def to_benchmark_audio(wave: np.ndarray, rate: int, frames_out: int, fps_out: fl
                        rate_out: int = BENCH_RATE) -> tuple[np.ndarray, int]:
     """Mono float audio at `rate` → exactly `frames_out` frames' worth at `rate_out` (soxr at curation's
     quality); returns it and how many samples were zero-padded at the end (0 when the audio was long enough)."""
-    import soxr
-
-    wave = np.asarray(wave, np.float32).reshape(-1)
-    if rate != rate_out:
-        wave = soxr.resample(wave, rate, rate_out, quality=SOXR_QUALITY).astype(np.float32)
-    need = round(frames_out * rate_out / fps_out)
-    pad = max(need - len(wave), 0)
-    if pad:
-        wave = np.concatenate([wave, np.zeros(pad, np.float32)])
-    return np.clip(wave[:need], -1.0, 1.0), pad
+    return resample_audio(wave, rate, round(frames_out * rate_out / fps_out), rate_out)
 
 
-def _identity(cfg: Text2AVConfig, prompts: list[str], video_info: dict, audio_info: dict) -> dict[str, Any]:
-    d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
-    d.update(dtype=cfg.resolved_dtype(), audio_dtype=cfg.resolved_audio_dtype())
-    # file paths may move between runs; what identifies the models is their content
-    for k in ("prompts", "video_model", "hf_cache", "weights_dir", *[f"{r}_weights" for r in _ROLE_FLAGS], "clip_vocab"):
-        d.pop(k, None)
+def _identity(cfg: Text2AVConfig, prompts: list[str], video_info: dict, bundle) -> dict[str, Any]:
+    d = cfg.identity(bundle, skip=_NOT_IDENTITY)
+    d["dtype"] = cfg.resolved_dtype()
     d["prompts_sha256"] = sha256_bytes("\n".join(prompts).encode())
     d["video_model"] = {"id": video_info["id"] if video_info["source"] == "hub" else None,
                         "sha256_tree": video_info["sha256_tree"]}
-    d["audio_model_sha256"] = {role: w.get("sha256") for role, w in sorted(audio_info["weights"].items())}
     return d
-
-
-_ROLE_FLAGS = ("network", "vae", "vocoder", "synchformer", "clip")
 
 
 def _load_previous(out: Path, identity: dict[str, Any]) -> dict[int, dict]:
@@ -215,6 +181,7 @@ def _document(cfg, identity, models, frames_out, rows, notes, complete) -> dict[
         "settings": {**cfg.to_dict(), "dtype": cfg.resolved_dtype(), "audio_dtype": cfg.resolved_audio_dtype()},
         "video_model": models.video.info,
         "audio_model": models.audio_info,
+        "audio_sampler": cfg.sampler_record(),
         "video": {"fps": BENCH_FPS, "fps_in": cfg.video_fps, "frames": frames_out, "frames_in": cfg.frames,
                   "height": cfg.size, "width": cfg.size, "codec": "h264+aac", "resize": RESIZE, "scaler": SCALER,
                   "resample": "sample-and-hold (avbench.curate.hold)",
@@ -239,17 +206,10 @@ class Models:
 
 
 def load_models(cfg: Text2AVConfig) -> Models:
-    import torch
-
-    from avbench.sample import mmaudio
-
     cfg.validate()
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-        raise SampleError(f"--device {cfg.device}: no CUDA device here; pass --device cpu (practical only for small "
-                          "models: CogVideoX-2B takes hours per clip on a CPU)")
-    # MMAudio first: a missing weight file is reported before CogVideoX's multi-gigabyte download and load
-    bundle = mmaudio.load_bundle(cfg.audio_model, paths=cfg.weight_paths(), weights_dir=cfg.weights_dir,
-                                 device=cfg.device, dtype=cogvideox.torch_dtype(cfg.resolved_audio_dtype()))
+    # MMAudio first (it checks the device): a missing weight file is reported before CogVideoX's
+    # multi-gigabyte download and load
+    bundle = cfg.load_mmaudio()
     video = cogvideox.load_cogvideox(cfg.video_model, dtype=cfg.resolved_dtype(), device=cfg.device,
                                      offload=cfg.offload, vae_tiling=cfg.vae_tiling, cache_dir=cfg.hf_cache)
     return Models(video, bundle, bundle.describe())
@@ -258,13 +218,8 @@ def load_models(cfg: Text2AVConfig) -> Models:
 def write_sample(out: Path, i: int, frames: np.ndarray, wave: np.ndarray, rate: int, fps: int,
                  small: np.ndarray, wave16: np.ndarray) -> dict[str, str]:
     """The four files of sample i (native mp4 + wav, benchmark mp4 + wav); returns their paths under `out`."""
-    rel = {"video": f"video/{i}.mp4", "audio": f"audio/{i}.wav",
-           "native_video": f"native/video/{i}.mp4", "native_audio": f"native/audio/{i}.wav"}
-    write_wav(out / rel["native_audio"], wave, rate)
-    write_mp4(out / rel["native_video"], frames, wave, fps, rate)
-    write_wav(out / rel["audio"], wave16, BENCH_RATE)
-    write_mp4(out / rel["video"], small, wave16, BENCH_FPS, BENCH_RATE)
-    return rel
+    native = write_clip(out, i, frames, wave, fps, rate, prefix="native/")
+    return {**write_clip(out, i, small, wave16, BENCH_FPS, BENCH_RATE), **{f"native_{k}": v for k, v in native.items()}}
 
 
 def run_text2av(cfg: Text2AVConfig, *, models: Models | None = None, timer=None) -> dict[str, Any]:
@@ -275,15 +230,13 @@ def run_text2av(cfg: Text2AVConfig, *, models: Models | None = None, timer=None)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from avbench.sample import mmaudio
-
     cfg.validate()
     prompts = read_prompts(cfg.prompts)
     stage = timer or (lambda name: contextlib.nullcontext())
     out = Path(cfg.out)
     models = models or load_models(cfg)
     vm, bundle = models.video, models.audio
-    identity = _identity(cfg, prompts, vm.info, models.audio_info)
+    identity = _identity(cfg, prompts, vm.info, bundle)
     rows = _load_previous(out, identity)
     frames_out = benchmark_frame_count(cfg.frames, cfg.video_fps)
     notes: list[str] = []
@@ -301,8 +254,9 @@ def run_text2av(cfg: Text2AVConfig, *, models: Models | None = None, timer=None)
                                                   width=cfg.width, steps=cfg.video_steps, guidance=cfg.guidance,
                                                   dynamic_cfg=cfg.dynamic_cfg)
             with stage("mmaudio"):
-                wave, rate, ainfo = mmaudio.generate_audio(bundle, frames, cfg.video_fps, prompt, cfg.audio_duration(),
-                                                           seed, steps=cfg.audio_steps, cfg_strength=cfg.cfg_strength)
+                wave, rate, ainfo = generate_audio(bundle, frames, cfg.video_fps, prompt, cfg.audio_duration(), seed,
+                                                   steps=cfg.audio_steps, cfg_strength=cfg.cfg_strength,
+                                                   negative_prompt=cfg.negative_prompt)
             with stage("convert"):
                 small = to_benchmark_video(frames, cfg.video_fps, cfg.size)
                 wave16, padded = to_benchmark_audio(wave, rate, len(small))

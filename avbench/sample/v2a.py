@@ -13,6 +13,10 @@ Duration: MMAudio was trained on 8 s clips and shorter ones work with some loss 
 benchmark scores 1.6 s windows from frame 0. The default generates each clip's own length capped at 8 s,
 so a long clip gets the trained duration and a short one its whole length (the metrics then read its first
 1.6 s); `--duration` fixes one length for every clip (it must fit the shortest clip).
+
+The MMAudio options (`--audio-model`, weight files, `--audio-steps`, `--cfg-strength`, `--audio-dtype`,
+`--device`) are `MMAudioOptions`, shared with `avbench sample text2av`. `--device` defaults to cuda, as there;
+without CUDA the command says in one line to pass `--device cpu`.
 """
 
 from __future__ import annotations
@@ -21,90 +25,55 @@ import io
 import math
 import sys
 import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from avbench import __version__, dataset_index
 from avbench.curate.audiotrack import SOXR_QUALITY
 from avbench.curate.hold import hold_indices, uniform_times
-from avbench.diffusion.flow_matching import FLOW_SAMPLERS
 from avbench.errors import MissingInputError, SampleError
 from avbench.io import atomic_write_json, sha256_bytes
-from avbench.media import write_mp4, write_wav
-from avbench.sample.mmaudio import MMAUDIO_VARIANTS, TRAINED_DURATION_S, generate_audio, load_bundle
+from avbench.sample.mmaudio import (
+    METRICS_RATE,
+    TRAINED_DURATION_S,
+    MMAudioOptions,
+    generate_audio,
+    resample_audio,
+    write_clip,
+)
 from avbench.sample.pipeline import FORMAT, FORMAT_VERSION, load_previous
 
-OUT_RATE = 16000  # the metrics' rate
 FALLBACK_FPS = 10  # output rate for a source whose frame rate is not a whole number
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_NOT_IDENTITY = ("out", "num_samples", "progress", "device")
-_EULER = FLOW_SAMPLERS["euler"]
+_NOT_IDENTITY = ("out", "num_samples", "progress")
 
 
-@dataclass
-class V2AConfig:
+@dataclass(kw_only=True)
+class V2AConfig(MMAudioOptions):
+    """`avbench sample v2a`: the MMAudio options (inherited, shared with text2av) and the clips to score."""
+
     # metadata["help"] is the help of the generated `avbench sample v2a` option
     videos: str = field(metadata={
         "help": "ROOT:split (the split's clips of a built dataset, largest size; ROOT:split:size for another) "
                 "or a folder of .mp4 files."})
     out: Path = field(metadata={"help": "Output folder: video/<i>.mp4, audio/<i>.wav, samples.json."})
-    audio_model: str = field(default="mmaudio-small-16k", metadata={
-        "help": f"MMAudio variant: {' | '.join(MMAUDIO_VARIANTS)} (tiny-16k: test-only random weights). Its "
-                "checkpoints are CC-BY-NC-4.0 (non-commercial); `avbench weights fetch mmaudio-small-16k` gets them."})
-    weights_dir: Path | None = field(default=None, metadata={
-        "help": "Folder holding the variant's files under their registry names ("
-                f"{', '.join(MMAUDIO_VARIANTS['mmaudio-small-16k'].filenames.values())} for mmaudio-small-16k). "
-                "Default: the avbench cache and the per-file environment variables."})
-    network_weights: Path | None = field(default=None, metadata={"help": "The flow network file (mmaudio_*.pth)."})
-    vae_weights: Path | None = field(default=None, metadata={"help": "The audio VAE file (v1-16.pth / v1-44.pth)."})
-    vocoder_weights: Path | None = field(default=None, metadata={
-        "help": "The vocoder: best_netG.pt (16 kHz); for 44.1 kHz variants BigVGAN-v2's bigvgan_generator.pt or a "
-                "diffusers MMAudioVocoder folder (default: nvidia/bigvgan_v2_44khz_128band_512x through the HF cache)."})
-    synchformer_weights: Path | None = field(default=None, metadata={"help": "synchformer_state_dict.pth."})
-    clip_weights: Path | None = field(default=None, metadata={
-        "help": "DFN5B-CLIP-ViT-H-14-384 open_clip_pytorch_model.bin."})
-    clip_vocab: Path | None = field(default=None, metadata={"help": "CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz)."})
     prompt: str = field(default="", metadata={"help": "Text condition for every clip (MMAudio's demo default: empty)."})
-    negative_prompt: str = field(default="", metadata={"help": "Text of the unconditional (CFG) branch."})
     duration: float | None = field(default=None, metadata={
         "help": f"Seconds of audio per clip. Default: the clip's own length capped at {TRAINED_DURATION_S:g} s "
                 "(MMAudio's trained duration; the benchmark scores the first 1.6 s)."})
     seed: int = field(default=0, metadata={"help": "Sample i uses seed + i; the same seed gives the same files."})
-    steps: int | None = field(default=None, metadata={
-        "help": f"Euler steps of the flow. Default: {_EULER.default_steps} (MMAudio's).", "min": 1})
-    cfg_strength: float | None = field(default=None, metadata={
-        "help": f"Classifier-free guidance s: s·cond + (1-s)·uncond; below 1 the conditional flow alone. "
-                f"Default: {_EULER.default_cfg_strength:g} (MMAudio's)."})
     num_samples: int | None = field(default=None, metadata={
         "help": "How many samples. Default: one per clip.", "min": 1})
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, …"})
-    dtype: str = field(default="float32", metadata={
-        "help": f"{' | '.join(_DTYPES)} (MMAudio's demo runs bfloat16 on GPUs)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def validate(self) -> None:
-        if self.audio_model not in MMAUDIO_VARIANTS:
-            raise SampleError(f"--audio-model {self.audio_model!r}: choose one of {', '.join(MMAUDIO_VARIANTS)}")
-        if self.dtype not in _DTYPES:
-            raise SampleError(f"--dtype {self.dtype!r}: choose one of {', '.join(_DTYPES)}")
-        if self.steps is not None and self.steps < 1:
-            raise SampleError(f"--steps {self.steps}: at least 1")
+        super().validate()
         if self.num_samples is not None and self.num_samples < 1:
             raise SampleError(f"--num-samples {self.num_samples}: at least 1")
         if self.duration is not None and self.duration <= 0:
             raise SampleError(f"--duration {self.duration:g}: must be positive")
-
-    def weight_paths(self) -> dict[str, Path]:
-        given = {"network": self.network_weights, "vae": self.vae_weights, "vocoder": self.vocoder_weights,
-                 "synchformer": self.synchformer_weights, "clip": self.clip_weights, "vocab": self.clip_vocab}
-        return {k: v for k, v in given.items() if v is not None}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 # ---- source clips ---------------------------------------------------------------------------------------
@@ -189,22 +158,8 @@ def _output_video(frames: np.ndarray, fps: float, duration: float) -> tuple[np.n
     return frames[idx], FALLBACK_FPS, f"{fps:g} fps is not a whole rate; video written at {FALLBACK_FPS} fps (held)"
 
 
-def _to_out_rate(wave: np.ndarray, rate: int, samples: int) -> np.ndarray:
-    if rate != OUT_RATE:
-        import soxr
-
-        wave = soxr.resample(wave, rate, OUT_RATE, quality=SOXR_QUALITY).astype(np.float32)
-    if len(wave) < samples:
-        wave = np.pad(wave, (0, samples - len(wave)))
-    return np.clip(wave[:samples], -1.0, 1.0)
-
-
 def _identity(cfg: V2AConfig, bundle, source: dict[str, Any], clips: list[SourceClip]) -> dict[str, Any]:
-    d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
-    for k in ("weights_dir", "network_weights", "vae_weights", "vocoder_weights", "synchformer_weights",
-              "clip_weights", "clip_vocab"):
-        d.pop(k)  # where the files are does not matter, what they hold does:
-    d["weights_sha256"] = {role: w["sha256"] for role, w in sorted(bundle.weights.items())}
+    d = cfg.identity(bundle, skip=_NOT_IDENTITY)
     d["source"] = {k: v for k, v in source.items() if k != "path"}
     d["clips"] = [c.name for c in clips]
     return d
@@ -217,18 +172,16 @@ def _document(cfg, bundle, source, identity, rows, notes, complete) -> dict[str,
         "avbench_version": __version__,
         "complete": complete,
         "identity": identity,
-        "settings": cfg.to_dict(),
+        "settings": {**cfg.to_dict(), "audio_dtype": cfg.resolved_audio_dtype()},
         "model": bundle.describe(),
-        "sampler": {"name": "flow-euler", "steps": cfg.steps or _EULER.default_steps,
-                    "cfg_strength": _EULER.default_cfg_strength if cfg.cfg_strength is None else cfg.cfg_strength,
-                    "time_grid": "linspace(0, 1, steps + 1), t = 0 noise, t = 1 data"},
+        "sampler": cfg.sampler_record(),
         "conditioning": {"mode": "video-to-audio", "source": source, "prompt": cfg.prompt,
                          "negative_prompt": cfg.negative_prompt,
                          "frame_rule": "sample-and-hold (avbench.curate.hold)", "clip_fps": 8, "sync_fps": 25,
                          "clip_size": bundle.clip.config.image_size, "sync_size": bundle.synchformer.config.image_size},
         "video": {"codec": "h264+aac", "frames": "the source frames of the generated stretch"},
-        "audio": {"sample_rate": OUT_RATE, "model_sample_rate": bundle.sample_rate, "format": "wav pcm16",
-                  "resampler": None if bundle.sample_rate == OUT_RATE else f"soxr {SOXR_QUALITY}"},
+        "audio": {"sample_rate": METRICS_RATE, "model_sample_rate": bundle.sample_rate, "format": "wav pcm16",
+                  "resampler": None if bundle.sample_rate == METRICS_RATE else f"soxr {SOXR_QUALITY}"},
         "notes": notes,
         "samples": [rows[i] for i in sorted(rows)],
     }
@@ -240,7 +193,7 @@ def run_v2a(cfg: V2AConfig) -> dict[str, Any]:
 
     cfg.validate()
     clips, source = list_clips(cfg.videos)
-    bundle = load_bundle(cfg.audio_model, cfg.weight_paths(), cfg.weights_dir, cfg.device, _DTYPES[cfg.dtype])
+    bundle = cfg.load_mmaudio()
     if bundle.variant.test_only:
         print(f"NOTE: {cfg.audio_model} is a test-only variant with random weights", file=sys.stderr)
     out = Path(cfg.out)
@@ -252,26 +205,24 @@ def run_v2a(cfg: V2AConfig) -> dict[str, Any]:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not cfg.progress, transient=True) as progress:
         task = progress.add_task("clips", total=len(pending))
-        steps_task = progress.add_task("steps", total=cfg.steps or _EULER.default_steps)
+        steps_task = progress.add_task("steps", total=cfg.audio_steps)
         for i in pending:
             clip = clips[i % len(clips)]
             frames, fps = read_frames(clip, cfg.duration or TRAINED_DURATION_S)
             duration = cfg.duration or min(len(frames) / fps, TRAINED_DURATION_S)
             progress.reset(steps_task)
             try:
-                wave, rate, info = generate_audio(bundle, frames, fps, cfg.prompt, duration, cfg.seed + i, cfg.steps,
-                                                  cfg.cfg_strength, negative_prompt=cfg.negative_prompt,
+                wave, rate, info = generate_audio(bundle, frames, fps, cfg.prompt, duration, cfg.seed + i,
+                                                  cfg.audio_steps, cfg.cfg_strength, negative_prompt=cfg.negative_prompt,
                                                   callback=lambda k, n: progress.update(steps_task, completed=k))
             except SampleError as exc:
                 raise SampleError(f"{clip.name}: {exc}") from None
             video, out_fps, note = _output_video(frames, fps, duration)
             if note and f"{clip.name}: {note}" not in notes:
                 notes.append(f"{clip.name}: {note}")
-            pcm = _to_out_rate(wave, rate, round(len(video) / out_fps * OUT_RATE))
-            rel_v, rel_a = f"video/{i}.mp4", f"audio/{i}.wav"
-            write_wav(out / rel_a, pcm, OUT_RATE)
-            write_mp4(out / rel_v, video, pcm, out_fps, OUT_RATE)
-            rows[i] = {"index": i, "seed": cfg.seed + i, "video": rel_v, "audio": rel_a, "condition": clip.name,
+            pcm, _ = resample_audio(wave, rate, round(len(video) / out_fps * METRICS_RATE))
+            rel = write_clip(out, i, video, pcm, out_fps, METRICS_RATE)
+            rows[i] = {"index": i, "seed": cfg.seed + i, **rel, "condition": clip.name,
                        "prompt": cfg.prompt or None, "duration_s": duration, "fps": out_fps, "frames": len(video),
                        "source_fps": fps, "model_samples": info["generated_samples"],
                        "sequence_lengths": info["sequence_lengths"],
