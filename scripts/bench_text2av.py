@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from avbench.compute import PRECISIONS
 from avbench.errors import AvbenchError
 from avbench.paths import REPO_ROOT
 from avbench.sample import cogvideox, tiny
-from avbench.sample.mmaudio import PRECISIONS
 from avbench.sample.text2av import Text2AVConfig, load_models, read_prompts, run_text2av
 
 STAGES = ("cogvideox", "mmaudio features", "mmaudio flow", "mmaudio decode+vocoder", "convert", "write")

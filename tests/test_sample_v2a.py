@@ -256,11 +256,11 @@ def test_both_commands_take_the_same_mmaudio_options_with_their_own_audio_model_
         if name != "audio_model":  # word for word the same option in both commands
             assert (v2a[opt].help, v2a[opt].default) == (t2av[opt].help, t2av[opt].default), opt
     assert (v2a["--audio-model"].default, t2av["--audio-model"].default) == ("mmaudio-small-16k", "mmaudio-large-44k-v2")
-    assert (v2a["--device"].default, v2a["--audio-steps"].default, v2a["--cfg-strength"].default) == ("cuda", 25, 4.5)
+    assert (v2a["--device"].default, v2a["--audio-steps"].default, v2a["--cfg-strength"].default) == ("auto", 25, 4.5)
     assert "--steps" not in v2a and "--dtype" not in v2a and t2av["--dtype"].help.startswith("CogVideoX precision")
     for cls in (V2AConfig, Text2AVConfig):
         assert issubclass(cls, MMAudioOptions)
-    v = V2AConfig(videos="x", out=Path("o"), clip_vocab=Path("bpe.txt"), network_weights=Path("n.pth"))
+    v = V2AConfig(videos="x", out=Path("o"), clip_vocab=Path("bpe.txt"), network_weights=Path("n.pth"), device="cuda")
     assert v.weight_paths() == {"network": Path("n.pth"), "vocab": Path("bpe.txt")}
     assert (v.audio_steps, v.cfg_strength, v.resolved_audio_dtype()) == (25, 4.5, "bf16")
     assert dataclasses.replace(v, device="cpu").resolved_audio_dtype() == "fp32"
@@ -279,11 +279,15 @@ def test_both_configs_refuse_bad_mmaudio_options_in_one_line(bad, match, tmp_pat
         assert "\n" not in str(exc.value)
 
 
-def test_v2a_defaults_to_cuda_and_without_it_says_to_pass_device_cpu(demo_dataset, tiny, tmp_path):
+def test_v2a_device_defaults_to_auto_and_an_absent_cuda_device_is_one_line(demo_dataset, tiny, tmp_path):
+    from avbench.sample.v2a import V2AConfig
+
+    cfg = V2AConfig(videos=f"{demo_dataset}:test", out=tmp_path / "a")
+    assert cfg.device == ("cuda" if torch.cuda.is_available() else "cpu")  # auto, resolved once
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     res = _v2a_cli(["--videos", f"{demo_dataset}:test", "--out", tmp_path / "o", "--audio-model", "tiny-16k",
-                    "--weights-dir", tiny["network"].parent, "--no-progress"])
+                    "--weights-dir", tiny["network"].parent, "--no-progress", "--device", "cuda"])
     assert res.exit_code == 2
     assert res.output.startswith("error: --device cuda: no CUDA device here; pass --device cpu"), res.output
     assert not (tmp_path / "o").exists()

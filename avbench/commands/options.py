@@ -190,9 +190,10 @@ def build_command(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def command(**values: Any) -> Any:
-        for group, (members, build) in groups.items():
-            values[group] = build({m: values.pop(m) for m in members})
         try:
+            # inside the try: a config refuses bad values when it is built (its __post_init__)
+            for group, (members, build) in groups.items():
+                values[group] = build({m: values.pop(m) for m in members})
             return func(**values)
         except AvbenchError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avbench.compute import DEVICE_HELP, PRECISIONS, check_precision
 from avbench.curate.partition import Partition
-from avbench.errors import ConfigError
-
-DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -29,8 +27,8 @@ class EncodeConfig:
                 "weights registry / the hub id)."})
     vocoder: str | None = field(default=None, metadata={
         "help": "Vocoder: MMAudio best_netG.pt, or a SpeechT5HifiGan folder (AudioLDM 2; default: vocoder/)."})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N."})
-    dtype: str = field(default="float32", metadata={"help": "Codec precision: float32 | float16 | bfloat16."})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP + "."})
+    dtype: str = field(default="fp32", metadata={"help": f"Codec precision: {' | '.join(PRECISIONS)}."})
     frame_batch: int = field(default=16, metadata={"help": "Frames per video VAE call.", "min": 1})
     threads: int = field(default=0, metadata={
         "help": "torch CPU threads (0 = torch's default); fix it for byte-identical CPU reruns.", "min": 0})
@@ -39,8 +37,7 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         object.__setattr__(self, "partition", Partition.parse(self.partition))
-        if self.dtype not in DTYPE_NAMES:
-            raise ConfigError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPE_NAMES)}")
+        check_precision(self.dtype)
 
     @property
     def paths(self):

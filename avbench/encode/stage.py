@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avbench.compute import check_device, resolve_device, torch_dtype
 from avbench.curate.partition import Partition
 from avbench.curate.stage import Job, StageSummary, run_stage
 from avbench.data.decode import DecodeError, decode_audio_window, decode_video_window
@@ -50,7 +51,6 @@ from avbench.io import atomic_write_json, sha256_file
 from avbench.models.latent.codec import CODECS, LatentCodec, load_codec
 
 ENCODE_VERSION = 1  # bump when the bytes written for the same inputs and codec change
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -74,18 +74,12 @@ _CODECS: dict[tuple, LatentCodec] = {}
 _LOCK = threading.Lock()
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def codec_for(cfg: EncodeConfig) -> LatentCodec:
     key = (cfg.vae, cfg.paths, resolve_device(cfg.device), cfg.dtype, cfg.frame_batch)
     with _LOCK:
         if key not in _CODECS:
-            _CODECS[key] = load_codec(cfg.vae, cfg.paths, device=resolve_device(cfg.device),
-                                      dtype=DTYPES[cfg.dtype], frame_batch=cfg.frame_batch)
+            _CODECS[key] = load_codec(cfg.vae, cfg.paths, device=check_device(resolve_device(cfg.device)),
+                                      dtype=torch_dtype(cfg.dtype), frame_batch=cfg.frame_batch)
         return _CODECS[key]
 
 
@@ -202,7 +196,7 @@ def encode_clip(codec: LatentCodec, key: str, members: dict[str, bytes], *, fing
     for name, z in (("video", zv), ("audio", za)):
         if not np.isfinite(z).all() or np.abs(z).max() > np.finfo(np.float16).max:
             raise SourceFailure("permanent", f"{where}: {key}: the {name} latent is not finite in float16 "
-                                             f"(try --dtype float32)")
+                                             f"(try --dtype fp32)")
     lpf = codec.latents_per_frame(fps)
     latent = {
         "codec": codec.name, "fingerprint": fingerprint, "posterior": "mean", "dtype": "float16",

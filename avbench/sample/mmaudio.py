@@ -36,7 +36,9 @@ import soxr
 import torch
 import torch.nn.functional as F
 
+from avbench import compute
 from avbench import weights as registry
+from avbench.compute import PRECISIONS, resolve_precision
 from avbench.curate.audiotrack import SOXR_QUALITY
 from avbench.curate.hold import hold_indices, uniform_times
 from avbench.diffusion.flow_matching import FLOW_SAMPLERS, flow_sampler, guided_velocity, prior_noise, time_grid
@@ -53,9 +55,9 @@ from avbench.models.mmaudio.tokenizer import VOCAB_WEIGHTS, CLIPTokenizer
 from avbench.models.mmaudio.vae import AUDIO_VAES, load_audio_vae
 from avbench.models.state_dict import clean_state_dict, safe_load
 
-__all__ = ["METRICS_RATE", "MMAUDIO_VARIANTS", "PRECISIONS", "ROLES", "MMAudioBundle", "MMAudioOptions", "MMAudioVariant",
-           "audio_model_field", "check_device", "clip_transform", "generate_audio", "load_bundle", "parse_precision",
-           "resample_audio", "resolve_precision", "sync_transform", "tiny_configs", "write_clip"]
+__all__ = ["METRICS_RATE", "MMAUDIO_VARIANTS", "ROLES", "MMAudioBundle", "MMAudioOptions", "MMAudioVariant",
+           "audio_model_field", "clip_transform", "generate_audio", "load_bundle", "parse_precision",
+           "resample_audio", "sync_transform", "tiny_configs", "write_clip"]
 
 ROLES = ("network", "vae", "vocoder", "synchformer", "clip", "vocab")
 TRAINED_DURATION_S = 8.0  # every released variant was trained on 8 s clips
@@ -352,32 +354,13 @@ def write_clip(out: Path, i: int, frames: np.ndarray, wave: np.ndarray, fps: int
 
 # ---- the options both MMAudio commands share ------------------------------------------------------------
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # train --precision's names
 _EULER = FLOW_SAMPLERS["euler"]
 _WEIGHT_FIELDS = {role: flag.removeprefix("--").replace("-", "_") for role, flag in _FLAGS.items()}
 
 
 def parse_precision(name: str, flag: str) -> torch.dtype:
-    """The dtype of a precision name: the project's one spelling (fp32 | bf16 | fp16), for MMAudio's
-    `--audio-dtype` and CogVideoX's `--dtype` alike."""
-    if name not in PRECISIONS:
-        raise SampleError(f"{flag} {name}: choose one of {' | '.join(PRECISIONS)}")
-    return PRECISIONS[name]
-
-
-def resolve_precision(given: str | None, device: str, on_cuda: str) -> str:
-    """A precision flag's value, or its default: `on_cuda` on a CUDA device, fp32 on the CPU (where half
-    precision is slow or unsupported)."""
-    if given is not None:
-        return given
-    return on_cuda if str(device).startswith("cuda") else "fp32"
-
-
-def check_device(device: str) -> None:
-    """The commands default to CUDA; without it, one line saying how to run on the CPU instead."""
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise SampleError(f"--device {device}: no CUDA device here; pass --device cpu (practical only for small "
-                          "models: the released ones take minutes to hours per clip on a CPU)")
+    """The dtype of a precision name (`avbench.compute`'s spelling), for `--audio-dtype` and CogVideoX's `--dtype`."""
+    return compute.torch_dtype(name, flag, SampleError)
 
 
 def audio_model_field(default: str, why: str):
@@ -416,8 +399,11 @@ class MMAudioOptions:
                 f"(MMAudio's: {_EULER.default_cfg_strength:g})."})
     audio_dtype: str | None = field(default=None, metadata={
         "help": f"MMAudio precision: {' | '.join(PRECISIONS)}. Default: bf16 on CUDA (MMAudio's demo), fp32 on the CPU."})
-    device: str = field(default="cuda", metadata={
-        "help": "cuda, cuda:1, cpu, … (without a CUDA device, pass --device cpu)."})
+    device: str = field(default="auto", metadata={"help": compute.DEVICE_HELP + "."})
+
+    def __post_init__(self) -> None:
+        # resolved once, so the precision defaults, the loaders and samples.json all see the real device
+        self.device = compute.resolve_device(self.device)
 
     def validate(self) -> None:
         if self.audio_model not in MMAUDIO_VARIANTS:
@@ -435,8 +421,8 @@ class MMAudioOptions:
         return {k: v for k, v in given.items() if v is not None}
 
     def load_mmaudio(self) -> MMAudioBundle:
-        """The device checked, then every part of the variant loaded at the resolved precision."""
-        check_device(self.device)
+        """Every part of the variant, loaded on the (checked) device at the resolved precision."""
+        compute.check_device(self.device, error=SampleError)
         return load_bundle(self.audio_model, self.weight_paths(), self.weights_dir, self.device,
                            parse_precision(self.resolved_audio_dtype(), "--audio-dtype"))
 

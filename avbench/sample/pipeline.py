@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from avbench import __version__
+from avbench import __version__, compute
 from avbench.diffusion.conditional import replacement_model_fn
 from avbench.diffusion.denoisers import joint_denoiser, superres_denoiser
 from avbench.diffusion.respace import SPACINGS
@@ -116,7 +116,7 @@ class SampleConfig:
     vocoder: Path | None = field(default=None, metadata={
         "help": "Latent checkpoints: the codec's vocoder file or folder. Default: the codec's own."})
     prefer_ema: bool = field(default=True, metadata={"help": "Use the EMA weights (--raw-weights: the raw ones)."})
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, …"})
+    device: str = field(default="auto", metadata={"help": compute.DEVICE_HELP + "."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
     fps: int = 10  # of the written media; fixed by the model, not an option
     sample_rate: int = 16000
@@ -134,7 +134,7 @@ class SampleConfig:
                     preset.pop(k, None)
         filled = {k: (getattr(self, k) if getattr(self, k) is not None else preset.get(k, default))
                   for k, default in _DEFAULTS.items()}
-        return replace(self, **filled)
+        return replace(self, **filled, device=compute.resolve_device(self.device))
 
     def validate(self) -> None:
         """Checks that need no checkpoint (the step counts are checked against it in `_plan`)."""
@@ -193,7 +193,7 @@ class _Plan:
 
 
 def _plan(cfg: SampleConfig) -> _Plan:
-    device = torch.device(cfg.device)
+    device = torch.device(compute.check_device(cfg.device, error=SampleError))
     model, info = load_for_sampling(cfg.checkpoint, prefer_ema=cfg.prefer_ema, original_config=cfg.original_config,
                                     diffusion_steps=cfg.diffusion_steps, device=device,
                                     expect_kind=("mmunet", "latent"))

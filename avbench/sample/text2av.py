@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from avbench import __version__
+from avbench.compute import resolve_precision
 from avbench.curate.audiotrack import SOXR_QUALITY
 from avbench.curate.hold import hold_indices, uniform_times
 from avbench.curate.pictures import SCALER, Shrinker
@@ -46,7 +47,6 @@ from avbench.sample.mmaudio import (
     generate_audio,
     parse_precision,
     resample_audio,
-    resolve_precision,
     write_clip,
 )
 from avbench.sample.pipeline import FORMAT, FORMAT_VERSION, load_previous

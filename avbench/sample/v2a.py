@@ -15,8 +15,8 @@ so a long clip gets the trained duration and a short one its whole length (the m
 1.6 s); `--duration` fixes one length for every clip (it must fit the shortest clip).
 
 The MMAudio options (`--audio-model`, weight files, `--audio-steps`, `--cfg-strength`, `--audio-dtype`,
-`--device`) are `MMAudioOptions`, shared with `avbench sample text2av`. `--device` defaults to cuda, as there;
-without CUDA the command says in one line to pass `--device cpu`.
+`--device`) are `MMAudioOptions`, shared with `avbench sample text2av`. `--device auto` (the default, as for
+train and encode) is the GPU where there is one.
 """
 
 from __future__ import annotations
