@@ -271,6 +271,13 @@ def load_previous(out: str | Path, identity: dict[str, Any]) -> dict[int, dict]:
     return done
 
 
+def document_head(kind: str, identity: dict[str, Any], settings: dict[str, Any], complete: bool) -> dict[str, Any]:
+    """The fields every samples.json starts with, whichever command wrote it (joint, latent, v2a, text2av):
+    `load_previous` and the readers in avbench/metrics rely on them."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "avbench_version": __version__,
+            "complete": complete, "kind": kind, "identity": identity, "settings": settings}
+
+
 def _conditions(plan: _Plan, cfg: SampleConfig, indices: list[int]) -> tuple[torch.Tensor, list[str], list[str]]:
     F_, C, H, W = plan.model.cfg.video_size
     L = plan.model.cfg.audio_size[1]
@@ -335,12 +342,7 @@ def _document(cfg, plan, identity, rows, complete) -> dict[str, Any]:
     samples = plan.latent.samples if plan.latent else plan.model.cfg.audio_size[1]
     sched = plan.sampler.schedule
     doc = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "avbench_version": __version__,
-        "complete": complete,
-        "identity": identity,
-        "settings": cfg.to_dict(),
+        **document_head("latent" if plan.latent else "joint", identity, cfg.to_dict(), complete),
         "checkpoint": plan.info,
         "sr_checkpoint": plan.sr[1] if plan.sr else None,
         "preset": cfg.preset,

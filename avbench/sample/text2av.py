@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from avbench import __version__
 from avbench.compute import resolve_precision
 from avbench.curate.audiotrack import SOXR_QUALITY
 from avbench.curate.hold import hold_indices, uniform_times
@@ -49,7 +48,7 @@ from avbench.sample.mmaudio import (
     resample_audio,
     write_clip,
 )
-from avbench.sample.pipeline import FORMAT, FORMAT_VERSION, load_previous
+from avbench.sample.pipeline import document_head, load_previous
 
 BENCH_FPS = 10
 BENCH_RATE = METRICS_RATE
@@ -172,13 +171,8 @@ def _load_previous(out: Path, identity: dict[str, Any]) -> dict[int, dict]:
 
 def _document(cfg, identity, models, frames_out, rows, notes, complete) -> dict[str, Any]:
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "avbench_version": __version__,
-        "complete": complete,
-        "kind": "text2av",
-        "identity": identity,
-        "settings": {**cfg.to_dict(), "dtype": cfg.resolved_dtype(), "audio_dtype": cfg.resolved_audio_dtype()},
+        **document_head("text2av", identity, {**cfg.to_dict(), "dtype": cfg.resolved_dtype(),
+                                               "audio_dtype": cfg.resolved_audio_dtype()}, complete),
         "video_model": models.video.info,
         "audio_model": models.audio_info,
         "audio_sampler": cfg.sampler_record(),

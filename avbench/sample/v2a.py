@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from avbench import __version__, dataset_index
+from avbench import dataset_index
 from avbench.curate.audiotrack import SOXR_QUALITY
 from avbench.curate.hold import hold_indices, uniform_times
 from avbench.errors import MissingInputError, SampleError
@@ -44,7 +44,7 @@ from avbench.sample.mmaudio import (
     resample_audio,
     write_clip,
 )
-from avbench.sample.pipeline import FORMAT, FORMAT_VERSION, load_previous
+from avbench.sample.pipeline import document_head, load_previous
 
 FALLBACK_FPS = 10  # output rate for a source whose frame rate is not a whole number
 _NOT_IDENTITY = ("out", "num_samples", "progress")
@@ -167,12 +167,7 @@ def _identity(cfg: V2AConfig, bundle, source: dict[str, Any], clips: list[Source
 
 def _document(cfg, bundle, source, identity, rows, notes, complete) -> dict[str, Any]:
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "avbench_version": __version__,
-        "complete": complete,
-        "identity": identity,
-        "settings": {**cfg.to_dict(), "audio_dtype": cfg.resolved_audio_dtype()},
+        **document_head("v2a", identity, {**cfg.to_dict(), "audio_dtype": cfg.resolved_audio_dtype()}, complete),
         "model": bundle.describe(),
         "sampler": cfg.sampler_record(),
         "conditioning": {"mode": "video-to-audio", "source": source, "prompt": cfg.prompt,
