@@ -188,3 +188,31 @@ def check_file(path: Path, nbytes: int, sha256: str, fix: str) -> str | None:
     if digest != sha256:
         return f"{path}: sha256 {digest[:16]}…, expected {str(sha256)[:16]}…; the file is damaged, {fix}"
     return None
+
+
+def latent_sets(root: str | Path) -> list[tuple[str, int]]:
+    """(vae, size) of every latent index under `ROOT/latents/`, sorted."""
+    found = []
+    for path in sorted(Path(root).glob("latents/*/*/index.json")):
+        if path.parent.name.isdigit():
+            found.append((path.parent.parent.name, int(path.parent.name)))
+    return found
+
+
+def verify_latent_set(root: str | Path, vae: str, size: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, problems) of one latent set: each tar's size and sha256 against its index row.
+
+    Raises DataError when the latent index itself is unusable."""
+    index = load_latent_index(root, vae, size)
+    fix = f"rerun `avbench encode {root} --vae {vae} --size {size}` (it redoes only the damaged shards)"
+    problems = []
+    for row in index["shards"]:
+        try:
+            path = latent_shard_file(root, vae, size, row)
+        except DataError as e:
+            problems.append(str(e))
+            continue
+        problem = check_file(path, row["bytes"], row["sha256"], fix)
+        if problem:
+            problems.append(problem)
+    return index["shards"], problems

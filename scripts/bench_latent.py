@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         r = train_rate(cfg, b, args.steps, args.warmup, device)
         peak = f"{r['peak_gb']:.1f}" if "peak_gb" in r else "-"
         print(f"| | {args.config or ('tiny-latent' if args.tiny else 'latent-sd-mmaudio16k-256')} | {b} | "
-              f"{r['samples_per_s']:.2f} | {r['tflop_per_sample']:.3f} | {peak} | {r['parameters']:,} | {cfg.train.precision} | {dev_name} |")
+              f"{r['samples_per_s']:.2f} | {r['tflop_per_sample']:.4g} | {peak} | {r['parameters']:,} | {cfg.train.precision} | {dev_name} |")
     return 0
 
 

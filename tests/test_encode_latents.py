@@ -208,3 +208,27 @@ def test_audioldm2_layout_through_encode_and_loader(demo_dataset, tmp_path):
         assert batch["audio"].shape[1:] == (128, 40) and batch["video"].shape[1:] == (16, 4, 8, 8)
         assert all(int(s) % 2 == 0 for s in batch["start"])
         assert [int(a) for a in batch["audio_start"]] == [int(s) * 5 // 2 for s in batch["start"]]
+
+
+def test_verify_checks_latent_shards_too(reference, tmp_path):
+    """`avbench verify ROOT` also checks ROOT/latents/<vae>/<size>/ against its index: a damaged latent tar
+    is named (exit 1) while the pixel shards still match; an unusable latent index is reported, not fatal."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+
+    root = Path(shutil.copytree(reference, tmp_path / "root"))
+    ok = CliRunner().invoke(app, ["verify", str(root)])
+    assert ok.exit_code == 0 and "4 latent shard(s)" in ok.output and "latents/tiny/64/index.json" in ok.output
+    victim = max((root / LATENTS / "test").glob("[!.]*.tar"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    bad = CliRunner().invoke(app, ["verify", str(root)])
+    assert bad.exit_code == 1, bad.output
+    assert f"{victim}: sha256" in bad.output and "avbench encode" in bad.output and "1 of 8 shard(s)" in bad.output
+    (root / LATENTS / "index.json").write_text("{")
+    broken = CliRunner().invoke(app, ["verify", str(root)])
+    assert broken.exit_code == 1 and "not valid JSON" in broken.output

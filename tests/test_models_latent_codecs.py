@@ -185,3 +185,27 @@ def test_encode_command_without_weights_exits_2(no_weights, tmp_path):
 def test_registry_names_the_released_configurations():
     assert {"sd-mmaudio16k", "sd-audioldm2"} <= {n for n, s in CODECS.items() if not s.test_only}
     assert {s.licences["audio"] for n, s in CODECS.items() if not s.test_only} == {"CC-BY-NC-4.0", "CC-BY-NC-SA-4.0"}
+
+
+def test_loading_a_codec_draws_no_library_progress_bars(tmp_path, capfd):
+    """diffusers/transformers bars ("Loading weights", "Writing model shards") stay out of the user's output
+    while avbench writes and loads codec files, and the libraries' own settings are back afterwards."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+    from transformers import SpeechT5HifiGan
+
+    before = (dlog.get_verbosity(), tlog.get_verbosity())
+    dlog.enable_progress_bar(), tlog.enable_progress_bar()
+    try:
+        paths = tiny_codec_files(tmp_path / "codec", "tiny-audioldm2")
+        codec = load_codec("tiny-audioldm2", paths)
+        assert codec.audio.channels == 128
+        err = capfd.readouterr().err
+        assert "Loading" not in err and "Writing" not in err and "it/s" not in err, err
+        assert dlog.is_progress_bar_enabled() and tlog.is_progress_bar_enabled()
+        assert (dlog.get_verbosity(), tlog.get_verbosity()) == before
+        # the control: the same file loaded straight through transformers does draw its bar
+        SpeechT5HifiGan.from_pretrained(f"{paths.audio_vae}/vocoder", local_files_only=True)
+        assert "Loading weights" in capfd.readouterr().err
+    finally:
+        dlog.set_verbosity(before[0]), tlog.set_verbosity(before[1])

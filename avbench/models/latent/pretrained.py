@@ -4,8 +4,11 @@ and the provenance recorded in the latent index (hub revision, sha256 of the wei
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,33 @@ def folder_sha256(folder: Path) -> str:
     return h.hexdigest() if files else ""
 
 
+@contextmanager
+def quiet_hf() -> Iterator[None]:
+    """Silence diffusers' and transformers' own progress bars and info/warning logs for the block, then put
+    back exactly what was set before: avbench's progress bar is the only one in the user's output, and a
+    caller that turned those libraries' bars on keeps them afterwards. Only libraries already imported are
+    touched (importing transformers just to silence it would cost seconds)."""
+    saved = []
+    for lib in ("diffusers", "transformers"):
+        if lib in sys.modules:
+            log = importlib.import_module(f"{lib}.utils.logging")
+            saved.append((log, log.get_verbosity(), log.is_progress_bar_enabled()))
+    # transformers' switch also flips huggingface_hub's global one: restore that too, and only then
+    hub = sys.modules.get("huggingface_hub.utils") if "transformers" in sys.modules else None
+    hub_off = hub.are_progress_bars_disabled() if hub is not None else None
+    for log, _, _ in saved:
+        log.set_verbosity_error()
+        log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for log, verbosity, bars in reversed(saved):
+            log.set_verbosity(verbosity)
+            (log.enable_progress_bar if bars else log.disable_progress_bar)()
+        if hub is not None:
+            (hub.disable_progress_bars if hub_off else hub.enable_progress_bars)()
+
+
 def from_pretrained(load: Callable[..., Any], source: str, *, subfolder: str | None, what: str, licence: str,
                     flag: str) -> tuple[Any, dict[str, Any]]:
     """(model, provenance). `load` is e.g. `AutoencoderKL.from_pretrained`; `what` names the part in errors.
@@ -46,7 +76,8 @@ def from_pretrained(load: Callable[..., Any], source: str, *, subfolder: str | N
     if local.is_dir():
         sub = local / subfolder if subfolder and (local / subfolder).is_dir() else local
         try:
-            model = load(str(sub), local_files_only=True)
+            with quiet_hf():
+                model = load(str(sub), local_files_only=True)
         except (OSError, ValueError, KeyError) as e:
             raise WeightsError(f"{what}: {sub} is not a loadable model folder ({_short(e)}); pass the folder that "
                                f"holds its config.json and weights with {flag}") from None
@@ -57,11 +88,12 @@ def from_pretrained(load: Callable[..., Any], source: str, *, subfolder: str | N
                            f"with {flag}")
     model, err = None, None
     try:
-        model = load(source, local_files_only=True, **kw)
+        with quiet_hf():
+            model = load(source, local_files_only=True, **kw)
     except (OSError, ValueError) as e:
         err = e
     if model is None and not hub_offline():
-        try:
+        try:  # a real download keeps the hub's progress bar: it can take minutes
             model = load(source, **kw)
         except (OSError, ValueError) as e:
             err = e

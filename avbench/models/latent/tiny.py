@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from avbench.models.latent.codec import CodecPaths
+from avbench.models.latent.pretrained import quiet_hf
 from avbench.paths import cache_dir
 
 VERSION = "v1"
@@ -89,7 +90,8 @@ def write_tiny_codec(name: str, folder: str | os.PathLike[str]) -> CodecPaths:
         if rel.endswith(".pth"):
             torch.save(module.state_dict(), folder / rel)
         else:
-            module.save_pretrained(folder / rel)
+            with quiet_hf():  # transformers draws a "Writing model shards" bar even for one file
+                module.save_pretrained(folder / rel)
     return _paths(name, folder)
 
 
