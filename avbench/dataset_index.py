@@ -54,17 +54,19 @@ def load_index(root: str | Path) -> dict[str, Any]:
     return index
 
 
-def _validate(index: Any, path: Path) -> None:
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+def _validate(index: Any, path: Path, fmt: str = INDEX_FORMAT, command: str = "shard") -> None:
+    """The checks both index formats share; `command` is the one that rewrites the file."""
+    fix = f"rerun `avbench {command}` to rewrite it"
+    if not isinstance(index, dict) or index.get("format") != fmt:
         got = index.get("format") if isinstance(index, dict) else type(index).__name__
-        raise DataError(f"{path}: format {got!r}, expected {INDEX_FORMAT!r}; rerun `avbench shard` to rewrite it")
+        raise DataError(f"{path}: format {got!r}, expected {fmt!r}; {fix}")
     rows = index.get("shards")
     if not isinstance(rows, list):
-        raise DataError(f"{path}: 'shards' must be a list of rows; rerun `avbench shard` to rewrite it")
+        raise DataError(f"{path}: 'shards' must be a list of rows; {fix}")
     for i, row in enumerate(rows):
         missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
         if missing:
-            raise DataError(f"{path}: shard row {i} lacks {', '.join(missing)}; rerun `avbench shard`")
+            raise DataError(f"{path}: shard row {i} lacks {', '.join(missing)}; {fix}")
         _confined(row["path"], path)
 
 
@@ -132,25 +134,10 @@ def latent_index_path(root: str | Path, vae: str, size: int) -> Path:
     return latent_dir(root, vae, size) / "index.json"
 
 
-def _validate_latent(index: Any, path: Path) -> None:
-    fix = "rerun `avbench encode` to rewrite it"
-    if not isinstance(index, dict) or index.get("format") != LATENT_INDEX_FORMAT:
-        got = index.get("format") if isinstance(index, dict) else type(index).__name__
-        raise DataError(f"{path}: format {got!r}, expected {LATENT_INDEX_FORMAT!r}; {fix}")
-    rows = index.get("shards")
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: 'shards' must be a list of rows; {fix}")
-    for i, row in enumerate(rows):
-        missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise DataError(f"{path}: shard row {i} lacks {', '.join(missing)}; {fix}")
-        _confined(row["path"], path)
-
-
 def write_latent_index(root: str | Path, vae: str, size: int, index: dict[str, Any]) -> Path:
     """Validate and write atomically (the encode stage's completion marker)."""
     path = latent_index_path(root, vae, size)
-    _validate_latent(index, path)
+    _validate(index, path, LATENT_INDEX_FORMAT, "encode")
     atomic_write_json(path, index)
     return path
 
@@ -165,7 +152,7 @@ def load_latent_index(root: str | Path, vae: str, size: int) -> dict[str, Any]:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e}); rerun `avbench encode` to rewrite it") from None
-    _validate_latent(index, path)
+    _validate(index, path, LATENT_INDEX_FORMAT, "encode")
     return index
 
 

@@ -1,7 +1,11 @@
-"""Small file helpers shared by every stage: atomic writes and content hashes.
+"""Small file helpers shared by every stage: atomic writes, content hashes and reproducible tars.
 
 Every file a later stage may read is written to a temporary name in the same directory and renamed into
 place, so a `kill -9` at any moment never leaves a partial file under its final name.
+
+Shard tars (pixel shards of `curate/shard.py`, latent shards of `encode/shards.py`) are written by one
+function so both get the same reproducible bytes: GNU format, members sorted by extension within a
+sample, mtime 0, owner 0/0 "avbench", mode 0444; member JSON has sorted keys.
 
 Permissions: `mkstemp` creates its file with mode 0600 whatever the umask, which would leave every
 output (shards, index, lock, checkpoints, leaderboard) unreadable to the rest of a group on a shared
@@ -13,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import tarfile
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _CHUNK = 1 << 20
 _UMASK_LOCK = threading.Lock()
@@ -89,3 +96,28 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """A tar member's JSON: sorted keys, 1-space indent, UTF-8, trailing newline."""
+    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode = size, 0, 0o444
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = "avbench"
+    return ti
+
+
+def write_member_tar(path: str | os.PathLike[str],
+                     samples: Iterable[tuple[str, Mapping[str, bytes]]]) -> tuple[int, str]:
+    """Write `<key>.<ext>` members of each (key, {ext: bytes}) sample, in the given sample order,
+    atomically; returns (bytes, sha256). `samples` may be a generator (members read one sample at a time)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+        for key, members in samples:
+            for ext, data in sorted(members.items()):
+                tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
+    return path.stat().st_size, sha256_file(path)

@@ -180,8 +180,8 @@ def test_load_network_names_the_file_and_the_keys(tmp_path):
     sd = build_network("tiny_16k").state_dict()
     del sd["final_layer.conv.bias"]
     torch.save(sd, tmp_path / "cut.pth")
-    with pytest.raises(CheckpointError, match=r"cut\.pth: not an MMAudio tiny_16k network \(missing "
-                                              r"final_layer\.conv\.bias\); check that"):
+    with pytest.raises(CheckpointError, match=r"cut\.pth: not an MMAudio tiny_16k network \(1 missing \(first: "
+                                              r"final_layer\.conv\.bias\)\); check that"):
         load_network("tiny_16k", tmp_path / "cut.pth")
 
     with pytest.raises(CheckpointNotFoundError, match="nothing.pth"):

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
-import io
 import json
 import math
-import tarfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ from avbench.curate.spec import DatasetSpec
 from avbench.curate.split import SPLITS, assign_split, order_key
 from avbench.curate.stage import Job
 from avbench.dataset_index import INDEX_FORMAT, load_index, write_index  # noqa: F401 - load_index: re-export
-from avbench.io import atomic_path, atomic_write_json, sha256_file
+from avbench.io import atomic_write_json, json_bytes, write_member_tar
 
 TARGET_SHARD_BYTES = 1_000_000_000  # ~1 GB shards when the spec leaves samples_per_shard at 0
 
@@ -151,24 +149,10 @@ def _failed_stages(root: Path, ready_ids: set[str]) -> dict[str, int]:
 # ---- writing ------------------------------------------------------------------------------------------
 
 
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mtime, ti.mode = size, 0, 0o444
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = "avbench"
-    return ti
-
-
 def write_tar(path: Path, samples: list[_Sample]) -> tuple[int, str]:
-    """Write one shard atomically; returns (bytes, sha256)."""
-    with atomic_path(path) as tmp:
-        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-            for s in samples:
-                meta = json.dumps(s.meta, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
-                members = {"flac": s.flac.read_bytes(), "json": meta, "mp4": s.mp4.read_bytes()}
-                for ext, data in sorted(members.items()):
-                    tar.addfile(_tarinfo(f"{s.key}.{ext}", len(data)), io.BytesIO(data))
-    return path.stat().st_size, sha256_file(path)
+    """Write one shard atomically; returns (bytes, sha256). Each sample's media is read when written."""
+    return write_member_tar(path, ((s.key, {"flac": s.flac.read_bytes(), "json": json_bytes(s.meta),
+                                            "mp4": s.mp4.read_bytes()}) for s in samples))
 
 
 def _samples_per_shard(spec: DatasetSpec, cfg: ShardConfig, samples: list[_Sample]) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import random
 import warnings
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from avbench.data.decode import DecodeError
-from avbench.data.windows import WindowDataset, WindowLoader, dist_info
+from avbench.data.windows import WindowDataset, WindowLoader, dist_info, loader_over
 from avbench.dataset_index import check_file, latent_dir, latent_shard_file, load_latent_index
 from avbench.errors import ConfigError, DataError, MissingInputError
 
@@ -138,14 +137,5 @@ def make_latent_loader(root: str | Path, vae: str, size: int, split: str = "trai
     """A DDP-safe loader over latent windows, with the batch rules of `windows.make_loader`."""
     cfg = LatentWindowConfig(vae=vae, size=size, split=split, frames=frames, mode=mode, seed=seed, **cfg_kw)
     ds = LatentWindowDataset(root, cfg, rank=rank, world_size=world_size)
-    workers = max(1, num_workers)
-    if mode == "train":
-        if batches_per_epoch is None:
-            batches_per_epoch = max(1, ds.num_samples * cfg.windows_per_clip // (ds.world_size * batch_size))
-        per_worker = math.ceil(batches_per_epoch / workers)
-        ds.with_epoch(per_worker * batch_size)
-        nbatches = per_worker * workers
-    else:
-        nbatches = sum(math.ceil(ds.eval_count(w, workers) / batch_size) for w in range(workers))
-    return WindowLoader(ds, nbatches, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                        drop_last=False)
+    return loader_over(ds, batch_size=batch_size, num_workers=num_workers, batches_per_epoch=batches_per_epoch,
+                       pin_memory=pin_memory)

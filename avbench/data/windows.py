@@ -250,10 +250,18 @@ def make_loader(root: str | Path, cfg: WindowConfig = WindowConfig(), *, batch_s
     eval: every sample of the split once (truncated or padded to an equal count per rank).
     """
     ds = WindowDataset(root, cfg, rank=rank, world_size=world_size)
+    return loader_over(ds, batch_size=batch_size, num_workers=num_workers, batches_per_epoch=batches_per_epoch,
+                       pin_memory=pin_memory)
+
+
+def loader_over(ds: WindowDataset, *, batch_size: int, num_workers: int, batches_per_epoch: int | None,
+                pin_memory: bool) -> WindowLoader:
+    """`make_loader`'s batch rules over a built dataset (pixel or latent windows: `ds.cfg` has `mode`
+    and `windows_per_clip`)."""
     workers = max(1, num_workers)
-    if cfg.mode == "train":
+    if ds.cfg.mode == "train":
         if batches_per_epoch is None:
-            batches_per_epoch = max(1, ds.num_samples * cfg.windows_per_clip // (ds.world_size * batch_size))
+            batches_per_epoch = max(1, ds.num_samples * ds.cfg.windows_per_clip // (ds.world_size * batch_size))
         per_worker = math.ceil(batches_per_epoch / workers)
         ds.with_epoch(per_worker * batch_size)
         nbatches = per_worker * workers

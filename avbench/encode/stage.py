@@ -45,9 +45,9 @@ from avbench.dataset_index import (
     write_latent_index,
 )
 from avbench.encode.config import EncodeConfig
-from avbench.encode.shards import json_bytes, npy_bytes, read_pixel_samples, write_latent_tar
+from avbench.encode.shards import npy_bytes, read_pixel_samples
 from avbench.errors import ConfigError, DataError, SourceFailure
-from avbench.io import atomic_write_json, sha256_file
+from avbench.io import atomic_write_json, json_bytes, sha256_file, write_member_tar
 from avbench.models.latent.codec import CODECS, LatentCodec, load_codec
 
 ENCODE_VERSION = 1  # bump when the bytes written for the same inputs and codec change
@@ -164,7 +164,7 @@ class EncodeStage:
                                             where=src)
             samples.append((key, members_out))
             clips.append(info)
-        nbytes, digest = write_latent_tar(out / rel, samples)
+        nbytes, digest = write_member_tar(out / rel, samples)
         record = {"input": source["path"], "input_sha256": row["sha256"], "fingerprint": self.fingerprint,
                   "output": {"path": rel, "bytes": nbytes, "sha256": digest, "samples": len(samples)},
                   "split": row["split"], "clips": clips}

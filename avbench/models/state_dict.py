@@ -1,4 +1,4 @@
-"""Reading model weights safely: weights-only loading and key clean-up.
+"""Reading model weights safely: weights-only loading, key clean-up and strict loading.
 
 Released MM-Diffusion files are plain state dicts (`model*.pt`, `ema_0.9999_*.pt`), sometimes
 saved from a DDP wrapper (`module.` prefix). Other trainers wrap them in a dict
@@ -10,18 +10,22 @@ itself, with its integrity check, is `avbench.checkpoint.read`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from avbench import checkpoint as fmt
 from avbench.checkpoint import UnsafeCheckpointError
+from avbench.errors import CheckpointError
 
 __all__ = [
     "UnsafeCheckpointError",
     "clean_state_dict",
     "compare_to_listing",
+    "load_strict",
+    "mismatch",
     "safe_load",
     "seeded_state_dict",
 ]
@@ -85,6 +89,43 @@ def compare_to_listing(sd: Mapping[str, torch.Tensor], listing: list) -> list[st
             problems.append(f"shape {k}: have {list(sd[k].shape)}, want {s}")
     problems += [f"unexpected {k} {list(sd[k].shape)}" for k in sd if k not in want]
     return problems
+
+
+def mismatch(sd: Mapping[str, torch.Tensor], want: Mapping[str, Sequence[int]], first: int = 3) -> str:
+    """'' when `sd` has exactly `want`'s keys and shapes; otherwise one clause with the count and the
+    first few keys of each kind: "2 missing (first: a, b); 1 wrong shape (first: c [4]≠[8])"."""
+    missing = [k for k in want if k not in sd]
+    unexpected = [k for k in sd if k not in want]
+    shapes = [f"{k} {list(sd[k].shape)}≠{list(s)}" for k, s in want.items()
+              if k in sd and tuple(sd[k].shape) != tuple(s)]
+    return "; ".join(f"{len(v)} {kind} (first: {', '.join(v[:first])})" for kind, v in
+                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v)
+
+
+def load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Path, what: str,
+                fix: str | Callable[[], str], *, dtype: torch.dtype | None = None,
+                refresh: Callable[[], None] | None = None) -> nn.Module:
+    """Assign a checked state dict to `module` (typically built on the meta device, so no random init
+    is paid for and no second copy of the weights is made); returns `module`.
+
+    Any key or shape difference is one CheckpointError line: "<path>: not <what> (<mismatch>); <fix>".
+    `fix` may be a callable, run only on a mismatch (a hint that costs work, such as which other
+    variant the file fits). `dtype` casts floating tensors first; `refresh` recomputes non-persistent
+    tables after the assignment. A tensor still on the meta device afterwards is a bug of the module's
+    loader, not of the file, so it is a RuntimeError.
+    """
+    problem = mismatch(sd, {k: v.shape for k, v in module.state_dict().items()})
+    if problem:
+        raise CheckpointError(f"{path}: not {what} ({problem}); {fix() if callable(fix) else fix}")
+    if dtype is not None:
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    module.load_state_dict(sd, strict=True, assign=True)
+    if refresh is not None:
+        refresh()
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"{what}: tensors not filled by the state dict: {left[:3]}")
+    return module
 
 
 def seeded_state_dict(state_dict: Mapping[str, torch.Tensor], seed: int) -> tuple[dict, torch.Generator]:

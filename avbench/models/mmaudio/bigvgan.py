@@ -24,8 +24,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.parametrize import is_parametrized, remove_parametrizations
 
 from avbench.errors import CheckpointError, ModelConfigError
-from avbench.models.mmaudio.vae import load_state_dict_strict
-from avbench.models.state_dict import safe_load
+from avbench.models.state_dict import load_strict, safe_load
 
 __all__ = ["BIGVGAN_CONFIGS", "BigVGAN", "BigVGANConfig", "kaiser_sinc_filter", "load_vocoder",
            "vocoder44_from_original"]
@@ -266,7 +265,8 @@ def load_vocoder(mode: str, path: str | Path, *, map_location: str | torch.devic
         model = BigVGAN(mode)
     if not any(k.endswith(".parametrizations.weight.original0") for k in sd):
         model.remove_weight_norm()  # a file saved after folding
-    load_state_dict_strict(model, sd, path, f"BigVGAN {mode} vocoder")
+    load_strict(model, sd, path, f"a BigVGAN {mode} vocoder state dict", "pass the right file for this mode",
+                dtype=torch.float32)
     return model.remove_weight_norm().eval().requires_grad_(False)
 
 
@@ -282,5 +282,6 @@ def _load_vocoder44(path: Path, map_location) -> nn.Module:
     sd = vocoder44_from_original(_unwrap_generator(safe_load(path, map_location=map_location), path))
     with torch.device("meta"):
         model = MMAudioVocoder()
-    load_state_dict_strict(model, sd, path, "BigVGAN-v2 44.1 kHz vocoder")
+    load_strict(model, sd, path, "a BigVGAN-v2 44.1 kHz vocoder state dict", "pass the right file for this mode",
+                dtype=torch.float32)
     return model.eval().requires_grad_(False)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avbench import weights
-from avbench.errors import CheckpointError, ModelConfigError, SampleError
-from avbench.models.state_dict import clean_state_dict, safe_load
+from avbench.errors import ModelConfigError, SampleError
+from avbench.models.state_dict import clean_state_dict, load_strict, safe_load
 
 __all__ = [
     "CLIP",
@@ -255,17 +255,8 @@ def load_clip(path: str | Path, config: CLIPConfig | None = None,
     sd = clean_state_dict(safe_load(path))
     with torch.device("meta"):
         model = CLIP(cfg)
-    want = model.state_dict()
-    missing = [k for k in want if k not in sd]
-    unexpected = [k for k in sd if k not in want]
-    shapes = [f"{k} {list(sd[k].shape)}≠{list(want[k].shape)}" for k in want
-              if k in sd and sd[k].shape != want[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{len(v)} {name} (first: {v[0]})" for name, v in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v]
-        raise CheckpointError(f"{path}: does not match the CLIP towers ({'; '.join(parts)}); expected "
-                              f"open_clip_pytorch_model.bin of {CLIP_HUB_ID}, or pass the matching CLIPConfig")
-    model.load_state_dict(sd, strict=True, assign=True)
+    load_strict(model, sd, path, "a state dict of the CLIP towers",
+                f"expected open_clip_pytorch_model.bin of {CLIP_HUB_ID}, or pass the matching CLIPConfig")
     return model.to(device=device, dtype=dtype).eval()
 
 

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from avbench import checkpoint as fmt
-from avbench.errors import CheckpointError, ModelConfigError, SampleError
+from avbench.errors import ModelConfigError, SampleError
 from avbench.models.mmaudio.blocks import FinalBlock, GatedFFN, JointBlock, StreamBlock, TimeEmbedding, TokenConv1d
 from avbench.models.mmaudio.rope import rope_table
-from avbench.models.state_dict import clean_state_dict
+from avbench.models.state_dict import clean_state_dict, load_strict, mismatch
 
 __all__ = ["VARIANTS", "Conditions", "MMAudio", "MMAudioConfig", "build_network", "load_network"]
 
@@ -322,18 +322,6 @@ def _shapes(variant: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in MMAudio(VARIANTS[variant]).state_dict().items()}
 
 
-def _mismatch(sd: dict[str, torch.Tensor], want: dict[str, tuple[int, ...]]) -> str:
-    def few(keys):
-        keys = sorted(keys)
-        return ", ".join(keys[:4]) + (f" … ({len(keys)} in all)" if len(keys) > 4 else "")
-
-    missing, unexpected = want.keys() - sd.keys(), sd.keys() - want.keys()
-    shapes = [k for k in want.keys() & sd.keys() if tuple(sd[k].shape) != want[k]]
-    parts = [f"missing {few(missing)}" if missing else "", f"unexpected {few(unexpected)}" if unexpected else "",
-             f"other shape: {few(shapes)}" if shapes else ""]
-    return "; ".join(p for p in parts if p)
-
-
 def load_network(variant: str, path: str | Path, map_location: str | torch.device = "cpu") -> MMAudio:
     """The released network `mmaudio_<variant>.pth` (a plain state dict, read with weights_only=True),
     checked key for key and shape for shape; returned in eval mode, float32 unless the file is not."""
@@ -342,13 +330,12 @@ def load_network(variant: str, path: str | Path, map_location: str | torch.devic
     sd = clean_state_dict(fmt.read(path, map_location=map_location))
     for key in _DERIVED_KEYS:
         sd.pop(key, None)
-    problem = _mismatch(sd, _shapes(variant))
-    if problem:
-        fits = [name for name in VARIANTS if name != variant and not _mismatch(sd, _shapes(name))]
-        hint = f"it looks like {fits[0]}; pass that variant" if fits else "check that it is an MMAudio network file"
-        raise CheckpointError(f"{path}: not an MMAudio {variant} network ({problem}); {hint}")
+
+    def hint() -> str:  # run only on a mismatch: it builds every variant's listing
+        fits = [name for name in VARIANTS if name != variant and not mismatch(sd, _shapes(name))]
+        return f"it looks like {fits[0]}; pass that variant" if fits else "check that it is an MMAudio network file"
+
     with torch.device("meta"):  # no second copy of up to 4 GB: the file's tensors become the parameters
         model = MMAudio(cfg)
-    model.load_state_dict(sd, strict=True, assign=True)
-    model.refresh_tables()
+    load_strict(model, sd, path, f"an MMAudio {variant} network", hint, refresh=model.refresh_tables)
     return model.eval()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avbench.errors import CheckpointError, ModelConfigError, SampleError
-from avbench.models.state_dict import clean_state_dict, safe_load
+from avbench.models.state_dict import clean_state_dict, load_strict, safe_load
 
 __all__ = [
     "SYNC_FPS",
@@ -296,15 +296,6 @@ def load_synchformer(path: str | Path, config: SynchformerConfig | None = None,
                               "(expected MMAudio's synchformer_state_dict.pth)")
     with torch.device("meta"):
         model = Synchformer(config)
-    want = model.state_dict()
-    missing = [k for k in want if k not in sd]
-    unexpected = [k for k in sd if k not in want]
-    shapes = [f"{k} {list(sd[k].shape)}≠{list(want[k].shape)}" for k in want
-              if k in sd and sd[k].shape != want[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{len(v)} {name} (first: {v[0]})" for name, v in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v]
-        raise CheckpointError(f"{path}: does not match the Synchformer visual encoder "
-                              f"({'; '.join(parts)}); wrong file or wrong SynchformerConfig")
-    model.load_state_dict(sd, strict=True, assign=True)
+    load_strict(model, sd, path, "a state dict of the Synchformer visual encoder",
+                "wrong file or wrong SynchformerConfig")
     return model.to(device=device, dtype=torch.float32).eval()

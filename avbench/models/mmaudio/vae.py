@@ -21,9 +21,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from avbench.errors import CheckpointError, ModelConfigError
+from avbench.errors import ModelConfigError
 from avbench.models.mmaudio.vae_blocks import AttnBlock1D, Downsample1D, MPConv1D, ResnetBlock1D, Upsample1D, mp_silu
-from avbench.models.state_dict import clean_state_dict, compare_to_listing, safe_load
+from avbench.models.state_dict import clean_state_dict, load_strict, safe_load
 
 __all__ = ["AUDIO_VAES", "AudioPosterior", "AudioVAE", "AudioVAEConfig", "load_audio_vae"]
 
@@ -195,30 +195,6 @@ class AudioVAE(nn.Module):
         return self.decoder(latent) * self.data_std + self.data_mean
 
 
-def _describe(problems: list[str], limit: int = 3) -> str:
-    head = "; ".join(problems[:limit])
-    return head + (f"; and {len(problems) - limit} more" if len(problems) > limit else "")
-
-
-def load_state_dict_strict(module: nn.Module, sd: dict[str, torch.Tensor], path: Path | str,
-                           what: str) -> None:
-    """load_state_dict(strict) with one line naming the file and the first mismatches.
-
-    `module` may live on the meta device (built without paying for a random init): the file's
-    tensors, cast to float32 like the original's copy into an fp32 model, are assigned in place.
-    """
-    want = [[k, list(v.shape)] for k, v in module.state_dict().items()]
-    problems = compare_to_listing(sd, want)
-    if problems:
-        raise CheckpointError(f"{path}: not a {what} state dict ({len(problems)} mismatches: "
-                              f"{_describe(problems)}); pass the right file for this mode")
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    module.load_state_dict(sd, strict=True, assign=True)
-    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
-    if left:  # a non-persistent tensor of a meta-built module: a bug here, not a bad file
-        raise RuntimeError(f"{what}: tensors not filled by the state dict: {left[:3]}")
-
-
 def load_audio_vae(mode: str, path: str | Path, *, with_encoder: bool = True,
                    map_location: str | torch.device = "cpu") -> AudioVAE:
     """Build the `mode` VAE ("16k" → v1-16.pth, "44k" → v1-44.pth) and load `path` strictly, in eval."""
@@ -228,5 +204,7 @@ def load_audio_vae(mode: str, path: str | Path, *, with_encoder: bool = True,
     if not with_encoder:
         vae.drop_encoder()
         sd = {k: v for k, v in sd.items() if not k.startswith("encoder.")}
-    load_state_dict_strict(vae, sd, path, f"MMAudio {mode} audio VAE")
+    # float32, like the original's copy of the file into an fp32 model
+    load_strict(vae, sd, path, f"an MMAudio {mode} audio VAE state dict", "pass the right file for this mode",
+                dtype=torch.float32)
     return vae.eval().requires_grad_(False)
