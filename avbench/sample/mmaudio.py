@@ -13,8 +13,9 @@ MMAudio's `load_video` (torchvision `v2.Resize` on uint8 frames = torch's antial
 
 Variants are `mmaudio-small-16k` (BigVGAN-v1 vocoder), the 44.1 kHz ones (vocoder: diffusers'
 `MMAudioVocoder` with BigVGAN-v2's weights from the hub's `nvidia/bigvgan_v2_44khz_128band_512x` through the HF
-cache, or a local file), and `tiny-16k`, a test-only variant with tiny widths whose files
-`avbench.sample.tiny.write_tiny_mmaudio` writes (seeded random weights; no released file exists).
+cache, or a local file), and `tiny-16k` / `tiny-44k`, test-only variants with tiny widths on the 16 kHz and
+the 44.1 kHz path (v1-44-style VAE, diffusers' vocoder) whose files `avbench.sample.tiny.write_tiny_mmaudio`
+writes (seeded random weights; no released file exists).
 
 `MMAudioOptions` is the one set of MMAudio options (variant, weight files, steps, CFG, precision, device)
 that `avbench sample v2a` and `avbench sample text2av` both inherit, so each is written once; beside it
@@ -71,7 +72,7 @@ class MMAudioVariant:
 
     name: str
     network: str  # key of avbench.models.mmaudio.network.VARIANTS
-    mode: str  # "16k" | "44k" | "tiny": VAE, vocoder and mel mode
+    mode: str  # "16k" | "44k" | "tiny" | "tiny44": VAE and vocoder mode
     registry: Mapping[str, str | None]  # role -> avbench.weights name (None: no registered file)
     filenames: Mapping[str, str]  # role -> file name inside a --weights-dir
     test_only: bool = False
@@ -97,20 +98,29 @@ MMAUDIO_VARIANTS: dict[str, MMAudioVariant] = {
     **{f"mmaudio-{v.replace('_', '-')}": _released(f"mmaudio-{v.replace('_', '-')}", v, "44k",
                                                    f"mmaudio-net-{v.replace('_', '-')}")
        for v in ("small_44k", "medium_44k", "large_44k", "large_44k_v2")},
-    # Test-only: random weights written by avbench.sample.tiny.write_tiny_mmaudio under these names.
+    # Test-only: random weights written by avbench.sample.tiny.write_tiny_mmaudio under these names. The
+    # two share the condition encoders' files (same seeds, same bytes), so both fit in one folder.
     "tiny-16k": MMAudioVariant("tiny-16k", "tiny_16k", "tiny", dict.fromkeys(ROLES),
                                {"network": "tiny_16k.pth", "vae": "vae-tiny.pth", "vocoder": "bigvgan-tiny.pt",
                                 "synchformer": "synchformer-tiny.pth", "clip": "clip-tiny.bin",
                                 "vocab": "bpe-tiny.txt"}, test_only=True),
+    "tiny-44k": MMAudioVariant("tiny-44k", "tiny_44k", "tiny44", dict.fromkeys(ROLES),
+                               {"network": "tiny_44k.pth", "vae": "vae44-tiny.pth",
+                                "vocoder": "bigvgan-v2-tiny.pt", "synchformer": "synchformer-tiny.pth",
+                                "clip": "clip-tiny.bin", "vocab": "bpe-tiny.txt"}, test_only=True),
 }
 
 
-def tiny_configs(vocab_size: int) -> dict[str, Any]:
-    """Configs of the `tiny-16k` parts, made to fit each other (CLIP/Synchformer widths feed the
-    network, the VAE's channels are its latents). `vocab_size` comes from the tiny merges file."""
+def tiny_configs(vocab_size: int, variant: str = "tiny-16k") -> dict[str, Any]:
+    """Configs of a test-only variant's parts (`tiny-16k` or `tiny-44k`), made to fit each other
+    (CLIP/Synchformer widths feed the network, the VAE's channels are its latents). `vocab_size` comes
+    from the tiny merges file."""
+    spec = MMAUDIO_VARIANTS[variant]
+    if not spec.test_only:
+        raise SampleError(f"{variant} is a released variant; tiny configs exist for the test-only ones only")
     clip = dataclasses.replace(CLIPConfig.tiny(), vocab_size=vocab_size)
     sync = SynchformerConfig.tiny()
-    net = dataclasses.replace(NETWORKS["tiny_16k"], latent_dim=AUDIO_VAES["tiny"].latent_channels,
+    net = dataclasses.replace(NETWORKS[spec.network], latent_dim=AUDIO_VAES[spec.mode].latent_channels,
                               clip_dim=clip.embed_dim, sync_dim=sync.embed_dim, text_dim=clip.text_width,
                               text_seq_len=clip.context_length)
     return {"network": net, "clip": clip, "synchformer": sync}
@@ -185,14 +195,14 @@ def _hub_vocoder44() -> Path:
                           "or diffusers MMAudioVocoder folder") from None
 
 
-def _load_tiny_network(cfg: MMAudioConfig, path: str) -> MMAudio:
+def _load_tiny_network(variant: str, cfg: MMAudioConfig, path: str) -> MMAudio:
     sd = clean_state_dict(safe_load(path))
     model = build_network(cfg)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: not a tiny-16k MMAudio network ({str(exc).splitlines()[0]}); "
-                              "write it with avbench.sample.tiny.write_tiny_mmaudio") from None
+        raise CheckpointError(f"{path}: not a {variant} MMAudio network ({str(exc).splitlines()[0]}); "
+                              f"write it with avbench.sample.tiny.write_tiny_mmaudio(dir, variant={variant!r})") from None
     model.refresh_tables()
     return model.eval()
 
@@ -213,9 +223,9 @@ def load_bundle(variant: str, paths: Mapping[str, Any] | None = None, weights_di
     device = torch.device(device)
     tokenizer = CLIPTokenizer(found["vocab"]["file"])
     if spec.test_only:
-        cfgs = tiny_configs(tokenizer.vocab_size)
+        cfgs = tiny_configs(tokenizer.vocab_size, variant)
         tokenizer.context_length = cfgs["clip"].context_length
-        network = _load_tiny_network(cfgs["network"], found["network"]["file"])
+        network = _load_tiny_network(variant, cfgs["network"], found["network"]["file"])
         clip_cfg, sync_cfg = cfgs["clip"], cfgs["synchformer"]
     else:
         network = load_network(spec.network, found["network"]["file"])
@@ -366,7 +376,7 @@ def parse_precision(name: str, flag: str) -> torch.dtype:
 def audio_model_field(default: str, why: str):
     """The `--audio-model` field with a command's own default (v2a: small-16k; text2av: large-44k-v2)."""
     return field(default=default, metadata={"help": (
-        f"MMAudio variant: {' | '.join(MMAUDIO_VARIANTS)} (tiny-16k: test-only random weights). Default: {default} "
+        f"MMAudio variant: {' | '.join(MMAUDIO_VARIANTS)} (tiny-*: test-only random weights). Default: {default} "
         f"({why}). Checkpoints are CC-BY-NC-4.0 (non-commercial); `avbench weights fetch {default}` gets them.")})
 
 

@@ -3,10 +3,12 @@
 Two writers, used by tests/support (mmaudiokit, cogvideoxkit) and by `scripts/bench_text2av.py --tiny`
 (scripts never import tests, so the writers live in the package):
 
-- `write_tiny_mmaudio(dir, seed)`: every file of the test-only MMAudio variant `tiny-16k`, in the released
-  files' formats and under the names `MMAUDIO_VARIANTS["tiny-16k"]` looks for in a weights folder: the flow
-  network and the VAE as plain state dicts (as mmaudio_*.pth and v1-16.pth), the vocoder as
-  `{"generator": state_dict}` with weight-norm parametrizations (as best_netG.pt), Synchformer with its
+- `write_tiny_mmaudio(dir, seed, variant)`: every file of a test-only MMAudio variant (`tiny-16k`, or
+  `tiny-44k` for the 44.1 kHz path), in the released files' formats and under the names
+  `MMAUDIO_VARIANTS[variant]` looks for in a weights folder: the flow network and the VAE as plain state
+  dicts (as mmaudio_*.pth and v1-16.pth / v1-44.pth), the vocoder as `{"generator": state_dict}` with
+  weight-norm parametrizations (as best_netG.pt; for tiny-44k as BigVGAN-v2's bigvgan_generator.pt, drawn
+  on diffusers' `MMAudioVocoder` at the "tiny44" size, whose names are the original's), Synchformer with its
   `vfeat_extractor.*` keys, CLIP with open_clip's keys, and a BPE merges file in the format of
   bpe_simple_vocab_16e6.txt. The configs are `avbench.sample.mmaudio.tiny_configs`.
 - `write_tiny_pipeline(dir, seed)`: a CogVideoXPipeline of the real diffusers/transformers classes at a toy
@@ -22,8 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.nn.utils.parametrizations import weight_norm
 
-from avbench.models.mmaudio.bigvgan import BigVGAN
+from avbench.models.mmaudio.bigvgan import VOCODER44_CONFIGS, BigVGAN
 from avbench.models.mmaudio.clip import CLIP
 from avbench.models.mmaudio.network import build_network
 from avbench.models.mmaudio.synchformer import Synchformer
@@ -56,18 +59,33 @@ def _seeded(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return {k: drawn.get(k, v).clone().contiguous() for k, v in sd.items()}
 
 
-def write_tiny_mmaudio(directory: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write every file of the `tiny-16k` variant into `directory`; returns {role: path} for
-    `load_bundle(paths=...)` (or pass `directory` as the weights folder)."""
+def _tiny_vocoder44() -> torch.nn.Module:
+    """diffusers' MMAudioVocoder at the tiny44 size with every convolution weight-normalised, so its state
+    dict has the names of BigVGAN-v2's `bigvgan_generator.pt` (weight norm on all its convolutions)."""
+    from diffusers import MMAudioVocoder  # the optional text2av extra, as for the real 44.1 kHz vocoder
+
+    model = MMAudioVocoder(**VOCODER44_CONFIGS["tiny44"])
+    for module in list(model.modules()):
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            weight_norm(module)
+    return model
+
+
+def write_tiny_mmaudio(directory: str | Path, seed: int = 0, variant: str = "tiny-16k") -> dict[str, Path]:
+    """Write every file of the test-only `variant` ("tiny-16k" or "tiny-44k", which needs diffusers) into
+    `directory`; returns {role: path} for `load_bundle(variant, paths=...)` (or pass `directory` as the
+    weights folder). The encoder files are the same for both variants, so one folder can hold both."""
+    spec = MMAUDIO_VARIANTS[variant]
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    paths = {role: d / name for role, name in MMAUDIO_VARIANTS["tiny-16k"].filenames.items()}
+    paths = {role: d / name for role, name in spec.filenames.items()}
     write_tiny_merges(paths["vocab"])
-    cfgs = tiny_configs(CLIPTokenizer(paths["vocab"]).vocab_size)
+    cfgs = tiny_configs(CLIPTokenizer(paths["vocab"]).vocab_size, variant)
     torch.manual_seed(seed)  # constructors draw their own inits; the seeded recipe then fixes the parameters
     torch.save(_seeded(build_network(cfgs["network"]), seed), paths["network"])
-    torch.save(_seeded(AudioVAE("tiny"), seed + 1), paths["vae"])
-    torch.save({"generator": _seeded(BigVGAN("tiny"), seed + 2)}, paths["vocoder"])
+    torch.save(_seeded(AudioVAE(spec.mode), seed + 1), paths["vae"])
+    vocoder = BigVGAN("tiny") if spec.mode == "tiny" else _tiny_vocoder44()
+    torch.save({"generator": _seeded(vocoder, seed + 2)}, paths["vocoder"])
     torch.save(_seeded(Synchformer(cfgs["synchformer"]), seed + 3), paths["synchformer"])
     torch.save(_seeded(CLIP(cfgs["clip"]), seed + 4), paths["clip"])
     return paths

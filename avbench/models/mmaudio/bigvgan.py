@@ -8,7 +8,9 @@ the older `weight_g`/`weight_v` names on load. The norm is folded into plain wei
 
 44.1 kHz: diffusers' `MMAudioVocoder` (BigVGAN-v2, `nvidia/bigvgan_v2_44khz_128band_512x`) is used
 as is; its keys are the original's after the weight norm is folded, so `vocoder44_from_original`
-only folds `weight_g`/`weight_v` (or `original0`/`original1`) pairs into `weight`.
+only folds `weight_g`/`weight_v` (or `original0`/`original1`) pairs into `weight`. `VOCODER44_CONFIGS`
+gives its constructor arguments per mode: the released one (diffusers' defaults) and a test-only toy
+("tiny44"); a diffusers folder brings its own config.json instead.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from torch.nn.utils.parametrize import is_parametrized, remove_parametrizations
 from avbench.errors import CheckpointError, ModelConfigError
 from avbench.models.state_dict import load_strict, safe_load
 
-__all__ = ["BIGVGAN_CONFIGS", "BigVGAN", "BigVGANConfig", "kaiser_sinc_filter", "load_vocoder",
-           "vocoder44_from_original"]
+__all__ = ["BIGVGAN_CONFIGS", "VOCODER44_CONFIGS", "BigVGAN", "BigVGANConfig", "kaiser_sinc_filter",
+           "load_vocoder", "vocoder44_from_original"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ BIGVGAN_CONFIGS: dict[str, BigVGANConfig] = {
     "tiny": BigVGANConfig(num_mels=80, upsample_rates=(4, 4, 4, 4), upsample_kernel_sizes=(8, 8, 8, 8),
                           upsample_initial_channel=32, resblock_kernel_sizes=(3, 7),
                           resblock_dilations=((1, 3, 5), (1, 3, 5))),
+}
+
+
+# diffusers `MMAudioVocoder(**kwargs)` per mode. "44k": its defaults are nvidia/bigvgan_v2_44khz_128band_512x.
+# "tiny44" (tests only): 128 mels and the 44.1 kHz mel hop (8·8·8 = 512) at toy width.
+VOCODER44_CONFIGS: dict[str, dict] = {
+    "44k": {},
+    "tiny44": {"num_mels": 128, "upsample_initial_channel": 16, "upsample_rates": (8, 8, 8),
+               "upsample_kernel_sizes": (16, 16, 16), "resblock_kernel_sizes": (3,),
+               "resblock_dilation_sizes": ((1, 3, 5),)},
 }
 
 
@@ -253,13 +265,15 @@ def load_vocoder(mode: str, path: str | Path, *, map_location: str | torch.devic
     """The vocoder of `mode`, loaded strictly and ready for inference (weight norm folded, eval).
 
     "16k": our BigVGAN-v1 from `best_netG.pt`. "44k": diffusers' `MMAudioVocoder`, from either the
-    original `bigvgan_generator.pt` (keys mapped) or a diffusers model folder.
+    original `bigvgan_generator.pt` (keys mapped) or a diffusers model folder. "tiny" / "tiny44": the
+    test-only toys of the two (a tiny44 folder loads by its own config.json like any diffusers folder).
     """
     path = Path(path)
-    if mode == "44k":
-        return _load_vocoder44(path, map_location)
+    if mode in VOCODER44_CONFIGS:
+        return _load_vocoder44(path, mode, map_location)
     if mode not in BIGVGAN_CONFIGS:
-        raise ModelConfigError(f"unknown vocoder mode {mode!r}; known: 16k, 44k, tiny")
+        raise ModelConfigError(f"unknown vocoder mode {mode!r}; known: "
+                               f"{', '.join([*BIGVGAN_CONFIGS, *VOCODER44_CONFIGS])}")
     sd = _modern_weight_norm_names(_unwrap_generator(safe_load(path, map_location=map_location), path))
     with torch.device("meta"):
         model = BigVGAN(mode)
@@ -270,7 +284,7 @@ def load_vocoder(mode: str, path: str | Path, *, map_location: str | torch.devic
     return model.remove_weight_norm().eval().requires_grad_(False)
 
 
-def _load_vocoder44(path: Path, map_location) -> nn.Module:
+def _load_vocoder44(path: Path, mode: str, map_location) -> nn.Module:
     # diffusers is an optional extra (text2av); only the 44.1 kHz mode needs it.
     try:
         from diffusers import MMAudioVocoder
@@ -281,7 +295,8 @@ def _load_vocoder44(path: Path, map_location) -> nn.Module:
         return MMAudioVocoder.from_pretrained(path).eval().requires_grad_(False)
     sd = vocoder44_from_original(_unwrap_generator(safe_load(path, map_location=map_location), path))
     with torch.device("meta"):
-        model = MMAudioVocoder()
-    load_strict(model, sd, path, "a BigVGAN-v2 44.1 kHz vocoder state dict", "pass the right file for this mode",
+        model = MMAudioVocoder(**VOCODER44_CONFIGS[mode])
+    what = "a BigVGAN-v2 44.1 kHz vocoder state dict" if mode == "44k" else f"a {mode} BigVGAN-v2 vocoder state dict"
+    load_strict(model, sd, path, what, "pass the right file for this mode",
                 dtype=torch.float32)
     return model.eval().requires_grad_(False)

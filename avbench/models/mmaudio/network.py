@@ -84,6 +84,8 @@ VARIANTS: dict[str, MMAudioConfig] = {
     "large_44k_v2": _released(14, 21, 14, 40, 345, 44100, v2=True),
     "tiny_16k": _TINY,
     "tiny_16k_v2": dataclasses.replace(_TINY, v2=True),
+    # The same toy widths at the 44.1 kHz latent rate: 1 s is 44 latents (sequence_lengths(1.0, 44100)).
+    "tiny_44k": dataclasses.replace(_TINY, latent_seq_len=44, sample_rate=44100),
 }
 
 

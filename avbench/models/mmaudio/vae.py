@@ -51,6 +51,8 @@ AUDIO_VAES: dict[str, AudioVAEConfig] = {
     "16k": AudioVAEConfig(mel_bins=80, latent_channels=20, hidden=384),
     "44k": AudioVAEConfig(mel_bins=128, latent_channels=40, hidden=512),
     "tiny": AudioVAEConfig(mel_bins=80, latent_channels=4, hidden=8),  # tests only
+    # tests only: v1-44's 128 mel bins at toy width; 8 latent channels so a tiny-16k file cannot pass for it
+    "tiny44": AudioVAEConfig(mel_bins=128, latent_channels=8, hidden=8),
 }
 
 
