@@ -7,7 +7,8 @@ the part of a clip before the audio starts (or after it ends) is digital silence
 
 Alignment contract, for a clip `[start, end)` with F = floor((end − start) · fps) frames:
 - video frame k shows the source at `start + k/fps`: the latest source frame whose timestamp is ≤ that
-  time (sample-and-hold on the source's own timestamps, so variable frame rate is exact);
+  time (sample-and-hold on the source's own timestamps, so variable frame rate is exact; the predicate is
+  `hold.shows`, which generated and conditioning frames share);
 - audio samples `[spf·k, spf·(k+1))` (spf = sample_rate / fps = 1600) cover that frame's 0.1 s; the clip
   audio has exactly spf · F samples.
 
@@ -33,6 +34,9 @@ Damage: a packet that does not decode stops the source at that point instead of 
 that end before the damage are kept, and `clips.json` says `"status": "partial"` with `damage_at_s`
 (the last picture decoded cleanly before the error, or the damaged audio packet's time); the shard
 stage shards the kept clips. With no clip before the damage the source fails.
+
+(Over 400 lines on purpose: the one streaming pass keeps pictures, audio, damage and memory bounds in
+one loop's state; split into modules, that state would have to travel between them.)
 """
 
 from __future__ import annotations
