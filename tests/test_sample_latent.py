@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from support.evalkit import make_clip
+from support.evalkit import eval_av_align, make_clip
 from typer.testing import CliRunner
 
 from avbench.cli import app
@@ -121,10 +121,7 @@ def test_latent_checkpoint_samples_decode_to_the_joint_layout_and_eval_accepts_t
         assert sr == SR and wave.shape == (FRAMES * SR // FPS,)
     assert not np.array_equal(_frames(out / "video" / "0.mp4")[0], _frames(out / "video" / "1.mp4")[0])
 
-    res = CliRunner().invoke(app, ["eval", "--samples", str(out), "--av-align", "--results-dir", str(tmp_path / "r"),
-                                   "--name", "latent"])
-    assert res.exit_code == 0, res.output
-    rec = json.loads((tmp_path / "r" / "latent.json").read_text())
+    rec = eval_av_align(out, tmp_path / "r", "latent")
     assert rec["protocols"]["av_align"]["n_clips"] == 2 and not rec["errors"]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from support.evalkit import eval_av_align
 from support.mmaudiokit import write_tiny_mmaudio
 from typer.testing import CliRunner
 
@@ -82,11 +83,8 @@ def test_v2a_tiny44k_resamples_to_16k_with_soxr_and_eval_accepts_it(demo_dataset
     want, _ = resample_audio(wave, rate, 25600)
     assert rate == 44100 and np.abs(wav - want).max() <= 1.0 / 32768 + 1e-6
 
-    results = tmp_path / "results"
-    res = CliRunner().invoke(app, ["eval", "--samples", str(tmp_path / "a"), "--av-align", "--num-clips", "2",
-                                   "--allow-small", "--results-dir", str(results), "--name", "v2a44", "--device", "cpu"])
-    assert res.exit_code == 0, res.output
-    rec = json.loads((results / "v2a44.json").read_text())
+    rec = eval_av_align(tmp_path / "a", tmp_path / "results", "v2a44", "--num-clips", "2", "--allow-small",
+                        "--device", "cpu")
     assert rec["counts"]["generated_clips"] == 2 and np.isfinite(rec["scores"]["av_align"])
 
 

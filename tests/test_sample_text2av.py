@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.evalkit import eval_av_align
 from typer.testing import CliRunner
 
 from avbench.cli import app
@@ -209,10 +210,7 @@ def test_text2av_writes_native_and_benchmark_outputs_that_eval_reads(tiny_models
     clips = list(iter_clips(Source("samples", out), 16))
     assert [(c.key, c.prompt, c.frames.shape) for c in clips] == [
         ("0", "a crowd at the concert", (16, 64, 64, 3)), ("1", "the tank fires in the desert", (16, 64, 64, 3))]
-    ev = CliRunner().invoke(app, ["eval", "--samples", str(out), "--av-align", "--results-dir", str(tmp_path / "r"),
-                                  "--name", "text2av"])
-    assert ev.exit_code == 0, ev.output
-    rec = json.loads((tmp_path / "r" / "text2av.json").read_text())
+    rec = eval_av_align(out, tmp_path / "r", "text2av")
     assert rec["protocols"]["av_align"]["n_clips"] == 2
 
     # the same seed again: the same bytes; a rerun into the same folder resumes without regenerating

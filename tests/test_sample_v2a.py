@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from support.evalkit import eval_av_align
 from support.mmaudiokit import write_tiny_mmaudio
 from typer.testing import CliRunner
 
@@ -146,11 +147,8 @@ def test_v2a_on_demo_test_clips_writes_a_folder_eval_accepts(demo_dataset, tiny,
     wav, sr = sf.read(tmp_path / "a" / "audio" / "0.wav")
     assert sr == 16000 and wav.shape == (25600,)
 
-    results = tmp_path / "results"
-    res = CliRunner().invoke(app, ["eval", "--samples", str(tmp_path / "a"), "--av-align", "--num-clips", "2",
-                                   "--allow-small", "--results-dir", str(results), "--name", "v2a", "--device", "cpu"])
-    assert res.exit_code == 0, res.output
-    rec = json.loads((results / "v2a.json").read_text())
+    rec = eval_av_align(tmp_path / "a", tmp_path / "results", "v2a", "--num-clips", "2", "--allow-small",
+                        "--device", "cpu")
     assert rec["counts"]["generated_clips"] == 2 and np.isfinite(rec["scores"]["av_align"])
 
 

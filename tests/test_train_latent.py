@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 import torch
+from support.evalkit import eval_av_align
 from typer.testing import CliRunner
 
 from avbench.cli import app
@@ -83,10 +84,7 @@ def test_trained_latent_model_samples_into_a_folder_eval_accepts(trained, latent
     doc = json.loads((out / "samples.json").read_text())
     assert doc["latent"]["codec"]["name"] == "tiny" and doc["video"]["height"] == 64
     assert doc["latent"]["audio_latent"]["crop"] == [1, 1]
-    res = CliRunner().invoke(app, ["eval", "--samples", str(out), "--av-align", "--results-dir", str(tmp_path / "r"),
-                                   "--name", "latent"])
-    assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "r" / "latent.json").read_text())["protocols"]["av_align"]["n_clips"] == 2
+    assert eval_av_align(out, tmp_path / "r", "latent")["protocols"]["av_align"]["n_clips"] == 2
 
 
 def test_latent_training_input_errors_are_one_line(latent_root, tmp_path):

@@ -83,3 +83,17 @@ seed = 0
 
 def track_toml(name: str, description: str = "a test track") -> str:
     return TRACK_TOML.format(name=name, description=description)
+
+
+def eval_av_align(samples: Path, results: Path, name: str, *extra: str) -> dict:
+    """Run `avbench eval --av-align` on a sample folder through the real CLI (the "eval accepts it" check of
+    every generating command) and return the result record; a non-zero exit fails with the CLI's output."""
+    from typer.testing import CliRunner
+
+    from avbench.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "--samples", str(samples), "--av-align", "--results-dir", str(results),
+                                   "--name", name, *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads((Path(results) / f"{name}.json").read_text())
+
